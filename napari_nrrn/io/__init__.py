@@ -1,0 +1,1 @@
+"""Layer 1: lazy stack reading and streaming writing (no torch, no Qt)."""

@@ -1,0 +1,1 @@
+"""Layer 2: the network (nrrn), its loss (loss) and checkpoints (checkpoint). torch, no Qt."""
