@@ -1,0 +1,55 @@
+"""``napari-nrrn info PATH``: what a stack is (shape, type, chunks, voxel size, size on disk), reading
+metadata only."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path", help="TIFF, folder of TIFF or .dat slices, Zarr/OME-Zarr, or FIB-SEM .dat file"
+    )
+    parser.add_argument(
+        "--channel", type=int, default=None, help="detector channel of a multi-channel file (default 0)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_nrrn.io.stack import inspect_stack
+
+    found = inspect_stack(args.path, channel=args.channel)
+    array = found.array
+    z, y, x = array.shape
+    chunk = tuple(c[0] for c in array.chunks)
+    voxel = found.voxel_size
+    lines = [
+        ("path", str(found.path)),
+        ("format", found.format),
+        ("shape", f"{z} x {y} x {x} (Z, Y, X)"),
+        ("dtype", str(array.dtype)),
+        ("chunks", f"{chunk} per chunk, {math.prod(array.numblocks)} chunks (one per slice)"),
+        ("voxel size", "unknown (not in the file's metadata)" if voxel is None else _voxel_text(voxel)),
+        ("size in memory", _bytes(array.nbytes)),
+        (
+            "size on disk",
+            _bytes(found.disk_bytes) + (f" in {len(found.files)} files" if len(found.files) > 1 else ""),
+        ),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        print(f"{label:<{width}}  {value}")
+    return 0
+
+
+def _voxel_text(voxel: tuple[float, float, float]) -> str:
+    return " x ".join(f"{v:g}" for v in voxel) + " nm (z, y, x)"
+
+
+def _bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")

@@ -1,0 +1,16 @@
+"""Paths of the sample data shipped in ``napari_nrrn/data`` (sources, licences: ``data/ATTRIBUTION.md``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+
+# Noisy FIB-SEM stack (FlyEM, via gala): 32 x 100 x 200 uint8, 10 nm voxels recorded in the file.
+SAMPLE_STACK_PATH = DATA_DIR / "fibsem_flyem_gala_32x100x200.tif"
+SAMPLE_STACK_VOXEL_NM = (10.0, 10.0, 10.0)
+
+# Noisy SEM image (N2V SEM demo): 600 x 600 float32, grey levels 0..65535, pixel size unknown.
+SAMPLE_SEM_PATH = DATA_DIR / "sem_n2v_demo_600x600_float32.tif"
+# A segment ((y0, x0), (y1, x1)) in pixels through the flat embedding resin along the image's top edge.
+SAMPLE_SEM_RESIN_LINE = ((25.0, 50.0), (25.0, 550.0))

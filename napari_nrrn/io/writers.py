@@ -1,0 +1,229 @@
+"""Write a (Z, Y, X) stack slice by slice to TIFF/BigTIFF or OME-Zarr, keeping the voxel size.
+
+Memory holds one slice: each slice of the input (numpy or dask) is computed, written and dropped. The output
+goes to ``<name>.partial-<pid>`` beside the final path and is renamed only when complete; an exception or an
+early ``close()`` of the generator removes it, so no half-written file ever carries the final name.
+
+- ``.tif`` / ``.tiff``: an ImageJ hyperstack (resolution + ``spacing``, unit nm) for uint8, uint16 and float32
+  below 4 GB, the types and sizes ImageJ reads natively; otherwise an OME-TIFF (BigTIFF above 4 GB) with
+  physical sizes in nm. Pixels are stored uncompressed and contiguously, so reading back is memory-mappable
+  and ``open_stack`` reads one slice with one read.
+- ``.zarr`` / ``.ome.zarr``: OME-Zarr 0.5 (Zarr v3), one resolution level ``"0"``, chunks of one slice
+  (tiles of 4096 px for slices over 64 MiB), axes z, y, x in nanometres with the voxel size as scale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from napari_nrrn.engine.events import Progress
+from napari_nrrn.io.stack import TIFF_SUFFIXES, VoxelSize
+
+# Classic TIFF addresses 4 GiB; keep room for the IFDs (a few hundred bytes per slice) and metadata.
+BIGTIFF_THRESHOLD_BYTES = 2**32 - 2**25
+IMAGEJ_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
+# What OME-TIFF can describe (ImageJ's three types included).
+TIFF_DTYPES = tuple(
+    np.dtype(t) for t in ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
+)
+MAX_CHUNK_BYTES = 64 * 2**20
+ZARR_TILE = 4096
+
+
+def write_stack(
+    stack, path: str | os.PathLike, voxel_size: VoxelSize | None = None, overwrite: bool = False
+) -> Path:
+    """Write ``stack`` to ``path`` (format from the extension) and return the final path.
+
+    See ``iter_write_stack``; this drains its progress events.
+    """
+    for _ in iter_write_stack(stack, path, voxel_size=voxel_size, overwrite=overwrite):
+        pass
+    return Path(path)
+
+
+def iter_write_stack(
+    stack, path: str | os.PathLike, voxel_size: VoxelSize | None = None, overwrite: bool = False
+) -> Iterator[Progress]:
+    """Write a (Z, Y, X) array-like slice by slice, yielding ``Progress(stage="write")`` after each slice.
+
+    The format comes from the extension: ``.tif``/``.tiff`` or ``.zarr``/``.ome.zarr``. ``voxel_size`` is
+    (z, y, x) in nm. The arguments, an existing output (refused unless ``overwrite``) and the folder's
+    permissions are checked now, before the first event is asked for; the last event (done == total) comes
+    once the output is in place under its final name.
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in (*TIFF_SUFFIXES, ".zarr"):
+        raise ValueError(
+            f"cannot write {path}: choose a .tif/.tiff (TIFF) or .zarr/.ome.zarr (OME-Zarr) name"
+        )
+    if not (hasattr(stack, "shape") and hasattr(stack, "dtype")):
+        raise ValueError(
+            f"cannot write {path}: need an array (numpy, dask, zarr), got {type(stack).__name__}"
+        )
+    shape = tuple(int(n) for n in stack.shape)
+    dtype = np.dtype(stack.dtype)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(
+            f"cannot write {path}: need a (Z, Y, X) stack with at least one slice, got shape {shape}"
+        )
+    if dtype.kind not in "iuf":
+        raise ValueError(f"cannot write {path}: {dtype} is not a grey-level type (need integers or floats)")
+    if suffix in TIFF_SUFFIXES and dtype not in TIFF_DTYPES:
+        raise ValueError(
+            f"cannot write {dtype} to TIFF {path}: convert the stack to float32 or write .ome.zarr"
+        )
+    voxel = _checked_voxel_size(voxel_size)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists: choose another name, or replace it with overwrite=True (--overwrite)"
+        )
+    _check_writable_folder(path.parent)
+    if suffix == ".zarr":
+        open_writer = _zarr_writer(
+            shape, dtype, voxel, name=path.name.removesuffix(".zarr").removesuffix(".ome")
+        )
+    else:
+        open_writer = _tiff_writer(shape, dtype, voxel)
+    return _write_slices(stack, path, open_writer)
+
+
+def _checked_voxel_size(voxel_size) -> VoxelSize | None:
+    if voxel_size is None:
+        return None
+    values = tuple(float(v) for v in voxel_size)
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"voxel_size must be three positive numbers (z, y, x) in nm, got {voxel_size!r}")
+    return values
+
+
+def _check_writable_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"folder {folder} does not exist: create it first or choose another output folder"
+        )
+    try:
+        # A real probe: permission bits do not stop root, read-only mounts and some network shares do.
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"cannot write in folder {folder} ({error.strerror or error}): choose a folder you can write to"
+        ) from None
+
+
+def _write_slices(stack, path: Path, open_writer: Callable) -> Iterator[Progress]:
+    depth = stack.shape[0]
+    temporary = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    _remove(temporary)
+    start = time.perf_counter()
+    try:
+        with open_writer(temporary) as write_plane:
+            for z in range(depth):
+                # np.asarray on one slice: a dask stack computes that slice only.
+                write_plane(z, np.ascontiguousarray(np.asarray(stack[z])))
+                if z + 1 < depth:
+                    yield Progress("write", z + 1, depth, time.perf_counter() - start, message=str(path))
+        _move_into_place(temporary, path)
+    except BaseException:  # includes GeneratorExit from close(): never leave the partial output behind
+        _remove(temporary)
+        raise
+    yield Progress("write", depth, depth, time.perf_counter() - start, message=f"saved {path}")
+
+
+def _move_into_place(temporary: Path, path: Path) -> None:
+    if temporary.is_dir() and (path.exists() or path.is_symlink()):
+        # A folder cannot replace a folder in one rename: move the old one aside, then delete it.
+        old = path.with_name(f"{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(temporary, path)
+        _remove(old)
+    else:
+        os.replace(temporary, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _tiff_writer(shape: tuple[int, int, int], dtype: np.dtype, voxel: VoxelSize | None) -> Callable:
+    import tifffile
+
+    bigtiff = math.prod(shape) * dtype.itemsize > BIGTIFF_THRESHOLD_BYTES
+    options = {"photometric": "minisblack", "contiguous": True, "metadata": None}
+    if dtype in IMAGEJ_DTYPES and not bigtiff:
+        calibration = {"spacing": voxel[0], "unit": "nm"} if voxel else {}
+        options["description"] = tifffile.imagej_description(shape, axes="ZYX", **calibration)
+        if voxel:
+            # ImageJ: pixels per unit in X/YResolution, no TIFF resolution unit; the unit is in the text.
+            options.update(resolution=(1 / voxel[2], 1 / voxel[1]), resolutionunit=tifffile.RESUNIT.NONE)
+    else:
+        physical = {}
+        if voxel:
+            for axis, size in zip("ZYX", voxel, strict=True):
+                physical.update({f"PhysicalSize{axis}": size, f"PhysicalSize{axis}Unit": "nm"})
+        ome = tifffile.OmeXml()
+        ome.addimage(dtype, shape, (shape[0], 1, 1, shape[1], shape[2], 1), axes="ZYX", **physical)
+        options["description"] = ome.tostring(declaration=True)
+
+    @contextmanager
+    def open_writer(temporary: Path):
+        # shaped=False: our ImageJ/OME description is written as given, pages go contiguously one by one.
+        with tifffile.TiffWriter(temporary, bigtiff=bigtiff, shaped=False) as tif:
+            yield lambda z, plane: tif.write(plane.astype(dtype, copy=False), **options)
+
+    return open_writer
+
+
+def _zarr_writer(
+    shape: tuple[int, int, int], dtype: np.dtype, voxel: VoxelSize | None, name: str
+) -> Callable:
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    depth, height, width = shape
+    if height * width * dtype.itemsize <= MAX_CHUNK_BYTES:
+        chunks = (1, height, width)
+    else:
+        chunks = (1, min(height, ZARR_TILE), min(width, ZARR_TILE))
+    if voxel:
+        axes = [{"name": axis, "type": "space", "unit": "nanometer"} for axis in "zyx"]
+        scale = list(voxel)
+    else:
+        axes = [{"name": axis, "type": "space"} for axis in "zyx"]
+        scale = [1.0, 1.0, 1.0]
+
+    @contextmanager
+    def open_writer(temporary: Path):
+        group = zarr.open_group(str(temporary), mode="w", zarr_format=3)
+        array = group.create_array(
+            "0", shape=shape, chunks=chunks, dtype=dtype, dimension_names=("z", "y", "x"), fill_value=0
+        )
+        write_multiscales_metadata(
+            group,
+            datasets=[{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+            fmt=FormatV05(),
+            axes=axes,
+            name=name,
+        )
+
+        def write_plane(z: int, plane: np.ndarray) -> None:
+            array[z] = plane.astype(dtype, copy=False)
+
+        yield write_plane
+
+    return open_writer
