@@ -375,20 +375,31 @@ def _tiff_stack(path: Path, channel: int | None) -> _FoundTiff:
             )
         if axes[-2:] != "YX" or dtype.kind not in "biuf":
             raise ValueError(f"{path} has axes {axes} and type {dtype}: not a grey-level image or stack")
+        pages = None
+        if _one_plane_per_series(tif):
+            # tifffile makes one series per page of a file written page by page; Fiji opens it as a stack.
+            pages = [s.pages[0] for s in tif.series]
+            axes, shape = "I" + axes, (len(pages), *shape)
         flat_indices = _plane_indices(path, axes[:-2], shape[:-2], channel)
         plane_shape = shape[-2:]
-        if series.dataoffset is not None:
+        file_dtype = dtype.newbyteorder(tif.byteorder).str
+        if pages is None and series.dataoffset is not None:
             end = series.dataoffset + series.nbytes
             if end > file_size:
                 raise _corrupt(path, f"its image data end at byte {end}, the file has {file_size} bytes")
             plane_bytes = math.prod(plane_shape) * dtype.itemsize
-            file_dtype = dtype.newbyteorder(tif.byteorder).str
             planes = [
                 _RawPlane(str(path), series.dataoffset + i * plane_bytes, file_dtype, plane_shape)
                 for i in flat_indices
             ]
         else:
-            planes = _page_planes(path, series, flat_indices, plane_shape, file_size)
+            pages = list(series.pages) if pages is None else pages
+            if len(pages) != math.prod(shape[:-2]) or any(p is None or p.shape != plane_shape for p in pages):
+                raise ValueError(
+                    f"{path}: its pages do not hold one plane each (image {shape}, {len(pages)} pages): "
+                    "re-export it as a plain multi-page TIFF"
+                )
+            planes = [_page_plane(path, pages[i], file_dtype, file_size) for i in flat_indices]
         name = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
         if tif.is_bigtiff:
             name += " (BigTIFF)"
@@ -427,23 +438,24 @@ def _check_channel(path: Path, channels: int, channel: int | None) -> int:
     return channel
 
 
-def _page_planes(path: Path, series, flat_indices: list[int], plane_shape, file_size: int) -> list:
-    pages = list(series.pages)
-    if len(pages) != math.prod(series.shape[:-2]) or any(p is None or p.shape != plane_shape for p in pages):
-        raise ValueError(
-            f"{path}: its pages do not hold one plane each (series {series.shape}, {len(pages)} pages): "
-            "re-export it as a plain multi-page TIFF"
-        )
-    planes = []
-    for i in flat_indices:
-        page = pages[i]
-        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
-            if offset + count > file_size:
-                raise _corrupt(
-                    path, f"page {page.index} ends at byte {offset + count}, the file has {file_size}"
-                )
-        planes.append(_TiffPagePlane(page.parent.filehandle.path, page.offset, page.index))
-    return planes
+def _one_plane_per_series(tif: tifffile.TiffFile) -> bool:
+    first = tif.series[0]
+    return (
+        len(tif.series) > 1
+        and not tif.is_ome
+        and all(s.axes == "YX" and s.shape == first.shape and s.dtype == first.dtype for s in tif.series)
+    )
+
+
+def _page_plane(path: Path, page, file_dtype: str, file_size: int):
+    """How to read one page: a raw read when uncompressed and contiguous, else tifffile decodes it."""
+    for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+        if offset + count > file_size:
+            raise _corrupt(path, f"page {page.index} ends at byte {offset + count}, the file has {file_size}")
+    source = page.parent.filehandle.path
+    if page.is_contiguous:
+        return _RawPlane(source, page.dataoffsets[0], file_dtype, page.shape)
+    return _TiffPagePlane(source, page.offset, page.index)
 
 
 def _tiff_voxel_size(tif: tifffile.TiffFile) -> VoxelSize | None:
