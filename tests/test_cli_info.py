@@ -1,0 +1,55 @@
+"""``napari-nrrn info``: what a stack is, from its metadata only."""
+
+import pytest
+
+from napari_nrrn.cli import main
+from napari_nrrn.io import stack as stack_module
+
+GALA = "fibsem_flyem_gala_train_50x100x200.tif"
+DAT = "Gemini500-7029_24-12-16_151317_0-0-0.dat"
+
+
+@pytest.fixture
+def no_pixel_reads(monkeypatch):
+    """Any pixel read (TIFF raw or decoded plane, .dat channel) fails the test."""
+
+    def refuse(self):
+        raise AssertionError("info read pixels")
+
+    for plane in (stack_module._RawPlane, stack_module._TiffPagePlane, stack_module._DatPlane):
+        monkeypatch.setattr(plane, "read", refuse)
+
+
+def test_info_on_a_tiff_stack(shared_data, capsys, no_pixel_reads):
+    assert main(["info", str(shared_data / GALA)]) == 0
+    out = capsys.readouterr().out
+    assert "format          ImageJ TIFF" in out
+    assert "shape           50 x 100 x 200 (Z, Y, X)" in out
+    assert "dtype           uint8" in out
+    assert "chunks          (1, 100, 200) per chunk, 50 chunks (one per slice)" in out
+    assert "voxel size      10 x 10 x 10 nm (z, y, x)" in out
+    assert "size on disk    984.9 KiB" in out  # 1 008 502 bytes
+
+
+def test_info_on_a_dat_channel(shared_data, capsys, no_pixel_reads):
+    assert main(["info", str(shared_data / DAT), "--channel", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "FIB-SEM .dat v9, ESB @ 400 V" in out
+    assert "shape           1 x 1000 x 1000 (Z, Y, X)" in out
+    assert "dtype           int16" in out
+    assert "voxel size      1.99996 x 1.99996 x 1.99996 nm (z, y, x)" in out
+
+
+def test_info_on_an_uncalibrated_image(shared_data, capsys):
+    assert main(["info", str(shared_data / "sem_n2v_demo_600x600_float32.tif")]) == 0
+    assert "voxel size      unknown (not in the file's metadata)" in capsys.readouterr().out
+
+
+def test_info_bad_input(shared_data, tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nothing.tif")]) == 2
+    assert (
+        "napari-nrrn info: error: " in (err := capsys.readouterr().err)
+        and "nothing.tif does not exist" in err
+    )
+    assert main(["info", str(shared_data / DAT), "--channel", "5"]) == 2
+    assert "channel 5 does not exist" in capsys.readouterr().err
