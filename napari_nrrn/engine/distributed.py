@@ -1,0 +1,413 @@
+"""Batch denoising on a dask.distributed cluster: many worker processes, one GPU each, memory flat in depth.
+
+The client creates the OME-Zarr output up front under a partial name, with the final shape, dtype, chunks of
+one slice and metadata. Each task denoises a chunk of ``n`` slices, reading ``n + 2`` input slices (the
+one-slice z halo), and writes its slices straight into the output: no pixels travel through the client.
+Every worker loads the model once, in a :class:`ModelPlugin`, and keeps it for all its tasks.
+
+A task writes a completion record for its chunk AFTER the data: the chunk's range and a checksum of the
+slices it wrote. A re-run of the same job (same input, model, chunking) on the partial output verifies each
+record against the slices on disk and skips the chunks that match, so a crash or a cancel loses only the
+chunks in flight. When every chunk is recorded, the records are removed and the partial output is renamed to
+its final name: an unfinished output never looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import zlib
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from distributed import Client, WorkerPlugin, as_completed, get_worker
+
+from napari_nrrn.engine.events import Progress
+
+DEFAULT_CHUNK_SLICES = 8
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+RECORDS_DIR = ".nrrn-chunks"  # inside the partial output: one JSON record per finished chunk
+RUN_FILE = ".nrrn-run.json"  # inside the partial output: what the job is, to resume only the same job
+PLUGIN_PREFIX = "napari-nrrn-model-"
+
+
+@dataclass(frozen=True)
+class DistributedRun:
+    """What a distributed job did: the output, and how many chunks it computed and found already written."""
+
+    path: Path
+    chunks_total: int
+    chunks_skipped: int
+    chunks_computed: int
+
+
+class ModelPlugin(WorkerPlugin):
+    """Holds one NRRN per worker, loaded once from checkpoint bytes sent with the plugin.
+
+    The device is the one asked for, or CUDA when the worker has it: device ``rank % device_count`` on a
+    multi-GPU machine, so that workers spread over the GPUs (a worker started with CUDA_VISIBLE_DEVICES set
+    to one GPU sees one device and uses it).
+    """
+
+    idempotent = True  # the name carries the checkpoint's hash: registering the same model again is a no-op
+
+    def __init__(self, checkpoint: bytes, device: str | None = None, torch_threads: int | None = None):
+        self.checkpoint = checkpoint
+        self.device_request = device
+        self.torch_threads = torch_threads
+        self.model = None
+        self.device = None
+
+    def setup(self, worker) -> None:
+        import torch
+
+        from napari_nrrn.model.checkpoint import load_model
+
+        if self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+        self.device = _worker_device(self.device_request, _worker_rank(worker))
+        # load_model reads a path: the bytes go to the worker's own scratch folder, read once.
+        with tempfile.TemporaryDirectory(dir=worker.local_directory) as scratch:
+            path = Path(scratch) / "model.pt"
+            path.write_bytes(self.checkpoint)
+            self.model = load_model(path, device=self.device)
+        self.checkpoint = None  # the model holds the weights now
+
+
+def _worker_rank(worker) -> int:
+    """A stable small number per worker: LocalCluster names workers 0, 1, ...; ``dask worker --nworkers``
+    names them ``NAME-0``, ``NAME-1``; any other name is hashed."""
+    name = str(worker.name)
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else zlib.crc32(name.encode())
+
+
+def _worker_device(request: str | None, rank: int):
+    import torch
+
+    from napari_nrrn.engine.device import select_device
+
+    device = select_device(request)
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    return device
+
+
+def denoise_chunk(model, stack, start: int, stop: int, tile=None, device=None) -> np.ndarray:
+    """Slices ``start .. stop - 1`` of ``stack`` denoised, reading only slices ``start - 1 .. stop``.
+
+    The same per-slice computation as ``denoise_stack``: each slice with its two neighbours, the one
+    existing neighbour used twice at the first and the last slice.
+    """
+    from napari_nrrn.engine.inference import denoise_slice
+
+    depth = stack.shape[0]
+    first, last = max(start - 1, 0), min(stop + 1, depth)
+    block = np.asarray(stack[first:last])  # the chunk and its halo: n + 2 slices at most
+    output = np.empty((stop - start, *block.shape[1:]), dtype=block.dtype)
+    for z in range(start, stop):
+        previous = block[z - 1 - first] if z > 0 else block[z + 1 - first]
+        following = block[z + 1 - first] if z < depth - 1 else block[z - 1 - first]
+        output[z - start] = denoise_slice(
+            model, previous, block[z - first], following, tile=tile, device=device
+        )
+    return output
+
+
+def _checksum(slices: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(slices).tobytes()).hexdigest()
+
+
+def _record_path(records: Path, start: int, stop: int) -> Path:
+    return records / f"{start:09d}-{stop:09d}.json"
+
+
+def _denoise_and_write(
+    plugin_name: str, source: str, channel, array_path: str, start: int, stop: int, tile
+) -> tuple[int, int]:
+    """The task: denoise one chunk on this worker's model, write it into the output, then its record."""
+    import zarr
+
+    from napari_nrrn.io.stack import open_stack
+
+    plugin = get_worker().plugins[plugin_name]
+    if plugin.torch_threads:
+        import torch
+
+        torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
+    stack = open_stack(source, channel=channel)
+    slices = denoise_chunk(plugin.model, stack, start, stop, tile=tile, device=plugin.device)
+    zarr.open_array(array_path, mode="r+")[start:stop] = slices
+    records = Path(array_path).parent / RECORDS_DIR
+    _write_json(
+        _record_path(records, start, stop), {"start": start, "stop": stop, "sha256": _checksum(slices)}
+    )
+    return start, stop
+
+
+def _write_json(path: Path, content: dict) -> None:
+    """Atomically: a record is either absent or complete."""
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    partial.write_text(json.dumps(content))
+    os.replace(partial, path)
+
+
+def _chunks(depth: int, chunk_slices: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk_slices, depth)) for start in range(0, depth, chunk_slices)]
+
+
+def _verified_chunks(partial: Path, array_path: Path, chunks) -> set[tuple[int, int]]:
+    """The chunks whose record exists and whose checksum matches the slices on disk."""
+    import zarr
+
+    records = partial / RECORDS_DIR
+    if not records.is_dir():
+        return set()
+    array = zarr.open_array(str(array_path), mode="r")
+    verified = set()
+    for start, stop in chunks:
+        record_file = _record_path(records, start, stop)
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("sha256") == _checksum(array[start:stop]):
+            verified.add((start, stop))
+    return verified
+
+
+def _checkpoint_bytes(model) -> bytes:
+    """The model as checkpoint bytes: read from its file, or saved from an NRRN in memory."""
+    if isinstance(model, (str, os.PathLike)):
+        from napari_nrrn.model.checkpoint import load_model
+
+        load_model(model)  # a bad file fails here, on the client, with its clear message
+        return Path(model).read_bytes()
+    from napari_nrrn.model.checkpoint import save_model
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return save_model(model, Path(scratch) / "model.pt", getattr(model, "metadata", None)).read_bytes()
+
+
+def partial_path(output: str | os.PathLike) -> Path:
+    """Where a distributed job writes ``output`` until it is complete: a name no reader takes for a stack,
+    kept after a crash or a cancel so that the same job resumes it."""
+    output = Path(output)
+    return output.with_name(f"{output.name}.partial")
+
+
+def check_output(output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``output`` as a Path, checked to be an OME-Zarr name in a writable folder, new unless ``overwrite``."""
+    from napari_nrrn.io.writers import _check_writable_folder
+
+    output = Path(output).expanduser()
+    if not output.name.lower().endswith(ZARR_SUFFIXES):
+        raise ValueError(
+            f"cannot write {output} from several workers: each writes its own slices into an OME-Zarr; "
+            "name the output .zarr or .ome.zarr (or denoise in one process to write TIFF)"
+        )
+    if (output.exists() or output.is_symlink()) and not overwrite:
+        raise FileExistsError(
+            f"{output} already exists: choose another name, or replace it with overwrite=True (--overwrite)"
+        )
+    _check_writable_folder(output.parent)
+    return output
+
+
+def iter_denoise_distributed(
+    client: Client,
+    model,
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    chunk_slices: int = DEFAULT_CHUNK_SLICES,
+    tile: int | None = None,
+    device: str | None = None,
+    channel: int | None = None,
+    voxel_size=None,
+    overwrite: bool = False,
+    torch_threads: int | None = None,
+) -> Generator[Progress, None, DistributedRun]:
+    """Denoise the stack at ``source`` into the OME-Zarr ``output`` on the workers of ``client``.
+
+    ``model`` is an NRRN or a checkpoint path; ``source`` a path every worker can open (``open_stack``).
+    ``voxel_size`` defaults to the source's. Yields ``Progress(stage="denoise")`` counting slices, the first
+    one counting the slices an earlier run of the same job already wrote (see the module docstring);
+    returns a :class:`DistributedRun`. Closing the generator early cancels the chunks not yet done and
+    keeps the partial output, so that the same call resumes it.
+    """
+    from napari_nrrn.engine.inference import check_stack
+    from napari_nrrn.io.stack import open_stack
+    from napari_nrrn.io.stack import voxel_size as read_voxel_size
+    from napari_nrrn.io.writers import _checked_voxel_size
+
+    output = check_output(output, overwrite)
+    if chunk_slices < 1:
+        raise ValueError(f"chunk_slices = {chunk_slices}: each task needs at least 1 slice")
+    source = os.fspath(Path(source).expanduser().resolve())
+    stack = open_stack(source, channel=channel)
+    check_stack(stack)
+    voxel_size = _checked_voxel_size(read_voxel_size(source) if voxel_size is None else voxel_size)
+    checkpoint = _checkpoint_bytes(model)
+    job = {
+        "source": source,
+        "channel": channel,
+        "shape": list(stack.shape),
+        "dtype": str(stack.dtype),
+        "voxel_size": voxel_size and list(voxel_size),
+        "model_sha256": hashlib.sha256(checkpoint).hexdigest(),
+        "chunk_slices": chunk_slices,
+        "tile": tile,
+    }
+    partial = partial_path(output)
+    name = output.name.removesuffix(".zarr").removesuffix(".ome")
+    array_path = _prepare_partial(partial, job, name, stack.shape, stack.dtype, voxel_size)
+    chunks = _chunks(stack.shape[0], chunk_slices)
+    skipped = _verified_chunks(partial, array_path, chunks)
+    todo = [chunk for chunk in chunks if chunk not in skipped]
+
+    plugin_name = PLUGIN_PREFIX + job["model_sha256"][:16]
+    client.register_plugin(ModelPlugin(checkpoint, device, torch_threads), name=plugin_name)
+    run_prefix = f"napari-nrrn-{uuid.uuid4().hex[:8]}-"
+
+    def submit(start: int, stop: int):
+        return client.submit(
+            _denoise_and_write,
+            *(plugin_name, source, channel, str(array_path), start, stop, tile),
+            key=f"{run_prefix}{start}-{stop}",
+            pure=False,
+        )
+
+    # A window of chunks in flight, two per worker thread: every worker always has its next chunk, the
+    # output fills in roughly from the top, and a cancel leaves only the window to stop.
+    window = 2 * max(1, sum(client.nthreads().values()))
+    waiting = iter(todo)
+    in_flight = as_completed(
+        [submit(*chunk) for chunk in itertools.islice(waiting, window)], loop=client.loop
+    )
+    began = time.perf_counter()
+    done = sum(stop - start for start, stop in skipped)
+    total = stack.shape[0]
+    try:
+        yield Progress(
+            "denoise", done, total, 0.0, message=f"{len(skipped)} of {len(chunks)} chunks already written"
+        )
+        for future in in_flight:
+            start, stop = future.result()  # a task's error is raised here, with the worker's traceback
+            for chunk in itertools.islice(waiting, 1):
+                in_flight.add(submit(*chunk))
+            done += stop - start
+            yield Progress("denoise", done, total, time.perf_counter() - began)
+    except BaseException:
+        # Closed early, cancelled or failed: the partial output stays for a resume. Chunks already running
+        # finish on their workers; wait for them, so that nothing writes into the partial output afterwards.
+        client.cancel(list(in_flight.futures))
+        _wait_until_stopped(client, run_prefix)
+        raise
+    _finish(partial, output)
+    return DistributedRun(output, len(chunks), len(skipped), len(todo))
+
+
+def _running_tasks(prefix: str, dask_worker=None) -> int:
+    """On a worker (``client.run``): how many tasks whose key starts with ``prefix`` occupy a thread."""
+    return sum(str(task.key).startswith(prefix) for task in dask_worker.state.all_running_tasks)
+
+
+def _wait_until_stopped(client: Client, prefix: str) -> None:
+    while True:
+        try:
+            running = client.run(_running_tasks, prefix)
+        except Exception:  # the workers are gone (a Ctrl-C reaches local workers too): nothing runs
+            return
+        if not any(running.values()):
+            return
+        time.sleep(0.1)
+
+
+def _prepare_partial(partial: Path, job: dict, name: str, shape, dtype, voxel_size) -> Path:
+    """The output array inside ``partial``: the existing one when it was made for the same ``job``,
+    else a fresh one (a partial output of another job cannot be resumed, and is nobody's result)."""
+    run_file = partial / RUN_FILE
+    try:
+        same_job = json.loads(run_file.read_text()) == job
+    except (OSError, ValueError):
+        same_job = False
+    if not same_job:
+        if partial.exists():
+            shutil.rmtree(partial)
+        _create_output(partial, name, shape, dtype, voxel_size)
+        (partial / RECORDS_DIR).mkdir()
+        _write_json(run_file, job)
+    return partial / "0"
+
+
+def _create_output(path: Path, name: str, shape, dtype, voxel_size) -> None:
+    """An empty OME-Zarr in the writers' layout (level "0", chunks of one slice, voxel size as scale)."""
+    from napari_nrrn.io.writers import _zarr_writer
+
+    with _zarr_writer(tuple(int(n) for n in shape), np.dtype(dtype), voxel_size, name=name)(path):
+        pass  # the group, the array and the metadata exist now; the workers write the pixels
+
+
+def _finish(partial: Path, output: Path) -> None:
+    """Drop the resume bookkeeping and give the output its final name (replacing an old one, which
+    ``overwrite`` allowed)."""
+    from napari_nrrn.io.writers import _move_into_place
+
+    shutil.rmtree(partial / RECORDS_DIR)
+    (partial / RUN_FILE).unlink()
+    _move_into_place(partial, output)
+
+
+def denoise_distributed(
+    model,
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    **options,
+) -> DistributedRun:
+    """Denoise ``source`` into the OME-Zarr ``output`` on ``workers`` local worker processes, or on the
+    running cluster whose scheduler is at ``scheduler`` (an address such as ``tcp://host:8786``).
+
+    Local workers run one task at a time each, and torch in each uses its share of the CPU cores. ``options``
+    go to :func:`iter_denoise_distributed`. Shows a tqdm bar counting slices when ``progress``.
+    """
+    from distributed import LocalCluster
+    from tqdm import tqdm
+
+    if (workers is None) == (scheduler is None):
+        raise ValueError("give either workers (a number of local worker processes) or scheduler (an address)")
+    check_output(output, overwrite)  # before minutes of cluster start-up
+    cluster = None
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"workers = {workers}: start at least 1 worker process")
+        options.setdefault("torch_threads", max(1, (os.cpu_count() or 1) // workers))
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    try:
+        with Client(cluster or scheduler) as client, tqdm(unit="slice", disable=not progress) as bar:
+            events = iter_denoise_distributed(client, model, source, output, overwrite=overwrite, **options)
+            try:
+                while True:
+                    event = next(events)
+                    bar.total = event.total
+                    bar.update(event.done - bar.n)
+            except StopIteration as finished:
+                return finished.value
+            finally:
+                events.close()  # on Ctrl-C: cancel the chunks not yet done, before the cluster goes
+    finally:
+        if cluster is not None:
+            cluster.close()
