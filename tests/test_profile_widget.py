@@ -1,6 +1,7 @@
 """The resin profile dock in a real napari viewer: curves, table, CSV, live updates, baselines, bad input."""
 
 import csv
+import threading
 
 import dask
 import dask.array as da
@@ -10,9 +11,9 @@ import tifffile
 
 from napari_nrrn.measures.baselines import BASELINES
 from napari_nrrn.measures.metrics import psnr, ssim
-from napari_nrrn.measures.profiles import iqr, line_profile, path_distances
+from napari_nrrn.measures.profiles import iqr, line_profile, mean_line_iqr, path_distances
 from napari_nrrn.plugin import profile_widget as profile_widget_module
-from napari_nrrn.plugin.profile_widget import RESIN_LINES_NAME, ResinProfileWidget
+from napari_nrrn.plugin.profile_widget import RESIN_LINES_NAME, ResinProfileWidget, lines_in_data_coords
 
 RESIN_LINE = np.array([[20.0, 40.0], [20.0, 280.0]])  # flat embedding resin at the top of the SEM image
 
@@ -69,7 +70,7 @@ def test_manifest_dock_plots_one_curve_per_chosen_layer_with_iqr(make_napari_vie
     assert len(curves) == 2
     raw_iqr, smooth_iqr = iqr(widget.profiles["raw", 0]), iqr(widget.profiles["smoothed", 0])
     assert smooth_iqr < 0.5 * raw_iqr
-    assert curves[0][2] == f"raw: IQR {raw_iqr:.4g}" and curves[1][2] == f"smoothed: IQR {smooth_iqr:.4g}"
+    assert curves[0][2] == f"raw: IQR {raw_iqr:.0f}" and curves[1][2] == f"smoothed: IQR {smooth_iqr:.0f}"
     np.testing.assert_array_equal(curves[0][1], widget.profiles["raw", 0])
 
     rows = widget.table_rows()
@@ -114,6 +115,11 @@ def test_layers_of_different_scale_line_up_in_world_space(make_napari_viewer, qt
     np.testing.assert_allclose(
         widget.profiles["fine", 0][[0, -1]], [3 * 6 - 2 * 6 + 500, 3 * 66 - 2 * 84 + 500]
     )
+
+    # The reusable score (the denoise widget's depth explorer): lines in the coarse layer's pixels.
+    coarse_lines = lines_in_data_coords(lines, viewer.layers["coarse"])
+    np.testing.assert_allclose(coarse_lines[0], (world_line - [4, 6]) / 2)
+    assert mean_line_iqr(fine[::2, ::2], coarse_lines) == widget.table_rows()[1]["iqr"]
 
 
 def test_profile_follows_a_moved_line(make_napari_viewer, qtbot, sem):
@@ -230,6 +236,30 @@ def test_baselines_run_in_a_worker_into_aligned_layers_with_metrics(make_napari_
     assert set(widget.profiles) == {("gala", 0)}
     assert "layer 'gala gaussian' has no slice at z = 110" in widget.status.text()
     assert widget.problems == []
+
+
+def test_cancel_stops_between_baselines_and_adds_nothing(make_napari_viewer, qtbot, monkeypatch, sem):
+    from napari_nrrn.plugin import _profile_compare
+
+    release = threading.Event()
+
+    def held(image):
+        release.wait(10)
+        return image
+
+    monkeypatch.setitem(_profile_compare.BASELINES, "held", held)
+    monkeypatch.setitem(_profile_compare.BASELINES, "after", lambda image: image)
+    viewer = make_napari_viewer()
+    viewer.add_image(sem[:64, :64], name="raw")
+    widget = make_widget(qtbot, viewer)
+    worker = widget.run_baselines("raw", {"held": {}, "after": {}})
+    assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
+    with qtbot.waitSignal(worker.aborted, timeout=10000):
+        widget.cancel_baselines()
+        release.set()
+    qtbot.waitUntil(widget.run_button.isEnabled, timeout=5000)
+    assert [layer.name for layer in viewer.layers] == ["raw"]
+    assert not widget.cancel_button.isEnabled()
 
 
 def test_bad_lines_and_missing_layers_notify_without_crashing(make_napari_viewer, qtbot, notifications, sem):

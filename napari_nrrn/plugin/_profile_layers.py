@@ -37,6 +37,16 @@ def world_lines(shapes_layer) -> list[tuple[int, np.ndarray]]:
     return lines
 
 
+def lines_in_data_coords(shapes_layer, image_layer) -> list[np.ndarray]:
+    """The lines and paths of a Shapes layer as (N, 2) (row, col) data coordinates of an image layer.
+
+    What :func:`napari_nrrn.measures.profiles.mean_line_iqr` takes, for any 2-D array on that layer's pixel
+    grid (e.g. a per-block output of the displayed slice). Shape indices are not kept; see ``world_lines``.
+    """
+    scale, translate = image_layer.scale[-2:], image_layer.translate[-2:]
+    return [world_to_data(world, scale, translate) for _, world in world_lines(shapes_layer)]
+
+
 def layer_slice(layer, world_point):
     """The 2-D (still lazy) data of an image layer displayed at ``world_point`` (viewer.dims.point), and z.
 

@@ -29,7 +29,16 @@ class ProfilePlot(FigureCanvasQTAgg):
         self.axes.set_xlabel(x_label)
         self.axes.set_ylabel("grey level")
         if curves:
-            self.axes.legend(fontsize="small")
+            # Above the axes, so the legend never hides the profiles.
+            self.axes.legend(
+                fontsize="small",
+                loc="lower left",
+                bbox_to_anchor=(0, 1.02, 1, 0.2),
+                mode="expand",
+                ncols=2,
+                borderaxespad=0,
+                frameon=False,
+            )
         else:
             self.axes.text(
                 0.5, 0.5, "draw a line through resin", ha="center", va="center", transform=self.axes.transAxes

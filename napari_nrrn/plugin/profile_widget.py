@@ -47,11 +47,14 @@ from ._profile_layers import (
     NoSliceHere,
     compute_profiles,
     layer_slice,
+    lines_in_data_coords,
     profile_tasks,
     transform_warning,
     world_lines,
 )
 from ._profile_plot import ProfilePlot
+
+__all__ = ["ResinProfileWidget", "lines_in_data_coords", "RESIN_LINES_NAME"]
 
 RESIN_LINES_NAME = "resin lines"
 TABLE_COLUMNS = ("layer", "line", "iqr", "mean", "std", "samples")
@@ -384,7 +387,7 @@ class ResinProfileWidget(QWidget):
                     "distances": result.distances,
                     "values": result.values,
                     "line": result.line_index,
-                    "label": f"{label}: IQR {row['iqr']:.4g}",
+                    "label": f"{label}: IQR {format_value(row['iqr'])}",
                     "colour": COLOURS[names.index(result.layer_name) % len(COLOURS)],
                 }
             )
@@ -551,6 +554,11 @@ class ResinProfileWidget(QWidget):
     def metric_rows(self) -> list[dict]:
         """One dict per layer: layer, psnr (dB), ssim, note (why a layer was not compared)."""
         return [dict(row) for row in self._metric_rows]
+
+
+def format_value(value: float) -> str:
+    """Grey levels without exponents: whole numbers from 100 up (16-bit IQRs), 3 digits below."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _refill(combo, names, preferred=None, signals=True):
