@@ -378,3 +378,19 @@ def test_reader_helpers_read_no_pixels(shared_data, monkeypatch):
     assert voxel_size(shared_data / MEDULLA) == (10.0, 10.0, 10.0)
     assert looks_like_stack(shared_data / MEDULLA)
     assert os.path.getsize(shared_data / MEDULLA) == inspect_stack(shared_data / MEDULLA).disk_bytes
+
+
+def test_io_layer_imports_no_torch_napari_or_qt(shared_data, tmp_path):
+    """Layer 1 stands alone: reading and writing a stack pulls in neither torch nor napari nor Qt."""
+    import subprocess
+    import sys
+
+    source, target = str(shared_data / GALA), str(tmp_path / "x.ome.zarr")
+    script = (
+        "import sys\n"
+        "from napari_nrrn import open_stack, voxel_size, write_stack\n"
+        f"write_stack(open_stack({source!r})[:2], {target!r}, voxel_size=voxel_size({source!r}))\n"
+        "print(sorted(m for m in ('torch', 'napari', 'qtpy', 'PyQt5', 'vispy') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
