@@ -85,6 +85,7 @@ class ResinProfileWidget(QWidget):
         self._profile_worker = None
         self._update_pending = False
         self._baseline_worker = None
+        self._baseline_context = None
         self._metrics_worker = None
         self._notified: set[str] = set()
 
@@ -345,8 +346,9 @@ class ResinProfileWidget(QWidget):
             self._update_pending = True  # the running job's snapshot is stale: redo it when it ends
             return
         tasks, messages = self._snapshot()
-        worker = thread_worker(compute_profiles)(tasks)
-        worker.returned.connect(partial(self._apply_profiles, self._generation, messages))
+        worker = thread_worker(_profile_job)(self._generation, messages, tasks)
+        # Bound methods, not partials: PyQt drops these connections if the dock is deleted first.
+        worker.returned.connect(self._on_profiles_computed)
         worker.errored.connect(lambda error: show_error(f"Profile update failed: {error}"))
         worker.finished.connect(self._on_profile_worker_finished)
         self._profile_worker = worker
@@ -357,6 +359,9 @@ class ResinProfileWidget(QWidget):
         if self._update_pending:
             self._update_pending = False
             self.schedule_update()
+
+    def _on_profiles_computed(self, job_output):
+        self._apply_profiles(*job_output)
 
     def update_now(self):
         """Recompute every profile now, synchronously (scripts and tests; the GUI uses the debounced path)."""
@@ -476,8 +481,9 @@ class ResinProfileWidget(QWidget):
             "contrast_limits": tuple(source.contrast_limits),
         }
         worker = thread_worker(baseline_images)(slice2d, methods)
+        self._baseline_context = (source_name, z, methods, style)  # one run at a time: the button waits
         worker.yielded.connect(self._on_baseline_progress)
-        worker.returned.connect(partial(self._add_baseline_layers, source_name, z, methods, style))
+        worker.returned.connect(self._add_baseline_layers)
         worker.errored.connect(lambda error: show_error(f"Baseline failed: {error}"))
         worker.finished.connect(self._on_baselines_finished)
         self._baseline_worker = worker
@@ -503,7 +509,8 @@ class ResinProfileWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    def _add_baseline_layers(self, source_name, z, methods, style, results):
+    def _add_baseline_layers(self, results):
+        source_name, z, methods, style = self._baseline_context
         for method, image in results:
             name = f"{source_name} {method}"
             if name in self.viewer.layers:
@@ -554,6 +561,11 @@ class ResinProfileWidget(QWidget):
     def metric_rows(self) -> list[dict]:
         """One dict per layer: layer, psnr (dB), ssim, note (why a layer was not compared)."""
         return [dict(row) for row in self._metric_rows]
+
+
+def _profile_job(generation, messages, tasks):
+    """Worker body: the profiles, with the snapshot's generation and messages passed through."""
+    return generation, messages, compute_profiles(tasks)
 
 
 def format_value(value: float) -> str:
