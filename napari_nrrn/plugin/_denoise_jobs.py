@@ -1,0 +1,161 @@
+"""Background jobs of the denoise widget: one engine generator per napari thread worker.
+
+A job drives an engine generator of ``Progress`` events in a worker thread and turns each event into an
+update of a napari progress bar. Cancelling (the widget's Cancel button, or the Cancel button of the
+progress bar in napari's activity dock) sets a stop flag checked between events, never an abort of the
+worker's loop: an aborted ``GeneratorWorker`` leaves its generator open, and a writer whose generator is
+never closed keeps its temporary file. Here the engine generator is either told to stop (``should_stop``,
+for training, which then saves its checkpoint and returns the model) or closed in the worker thread (for
+writing, whose cleanup removes the temporary output).
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from datetime import timedelta
+from functools import partial
+
+from napari.utils.notifications import show_error
+from napari.utils.progress import cancelable_progress
+from qtpy.QtCore import QObject
+from superqt.utils import GeneratorWorker
+
+from napari_nrrn.engine.events import Progress
+
+ShouldStop = Callable[[], bool]
+
+
+def _drive(events: Iterator, stop: threading.Event, stop_by_closing: bool) -> Generator:
+    """Forward ``events`` until they end; on ``stop``, close them (if ``stop_by_closing``).
+
+    Returns what the engine generator returns, or None when it was closed early.
+    """
+    try:
+        while not (stop_by_closing and stop.is_set()):
+            try:
+                event = next(events)
+            except StopIteration as finished:
+                return finished.value
+            yield event
+        return None
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+def single_result(compute: Callable[[], object], stage: str) -> Generator:
+    """A job of one step: run ``compute()``, yield one ``Progress`` with its duration, return its result."""
+    start = time.perf_counter()
+    result = compute()
+    yield Progress(stage, 1, 1, time.perf_counter() - start)
+    return result
+
+
+class JobWorker(GeneratorWorker):
+    """A generator worker cancelled through a stop flag, so that its job ends cleanly in its own thread.
+
+    Errors are not relayed to napari's notification manager as raw exceptions (as napari's own workers
+    do): the job's error handler shows a plain message instead.
+    """
+
+    def __init__(self, events: Iterator, stop: threading.Event, stop_by_closing: bool):
+        super().__init__(_drive, events, stop, stop_by_closing)
+        self._stop = stop
+
+    def quit(self) -> None:
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+
+def plain_message(exc: BaseException, doing: str) -> str:
+    """A message a microscopist can act on, for an error raised while ``doing`` something."""
+    text = str(exc) or type(exc).__name__
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+        return (
+            f"The GPU ran out of memory while {doing}. Use a smaller tile (or a smaller patch/batch for "
+            "training), or choose the CPU as device."
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"The disk is full{where} while {doing}: free some space or write to another folder."
+    return f"Error while {doing}: {text}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return str(timedelta(seconds=round(seconds)))
+
+
+class _Relay(QObject):
+    """Receives one job's signals on behalf of the widget that started it.
+
+    A child of that widget, connected through bound methods: if the widget is deleted mid-job, Qt deletes
+    the relay, PyQt drops its connections (no call into deleted widgets), and the job is told to stop.
+    """
+
+    def __init__(self, owner: QObject, worker: JobWorker, describe, on_event, on_done, on_finished):
+        super().__init__(owner)
+        self.worker, self.describe = worker, describe
+        self.on_event, self.on_done, self.on_finished = on_event, on_done, on_finished
+        self.destroyed.connect(worker.quit)
+
+    def yielded(self, event) -> None:
+        bar = self.worker.pbar
+        if event.total and event.total != bar.total:
+            bar.total = event.total
+        bar.update(event.done - bar.n)
+        bar.set_description(self.describe(event))
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def returned(self, result) -> None:
+        self.on_done(result, self.worker.cancelled)
+
+    def finished(self) -> None:
+        self.on_finished()
+        self.deleteLater()
+
+
+def start_job(
+    owner: QObject,
+    make_events: Callable[[ShouldStop], Iterator],
+    *,
+    doing: str,
+    total: int,
+    describe: Callable[[object], str],
+    on_event: Callable[[object], None] | None = None,
+    on_done: Callable[[object, bool], None],
+    on_finished: Callable[[], None],
+    stop_by_closing: bool = True,
+) -> JobWorker:
+    """Start ``make_events(should_stop)`` in a thread worker with a napari progress bar, for ``owner``.
+
+    ``describe(event)`` gives the progress bar's text; ``on_event(event)`` runs in the main thread for
+    each event, ``on_done(result, cancelled)`` when the generator has ended (not after an error; errors
+    become a notification "Error while <doing>: ..."), and ``on_finished()`` always, last. If ``owner`` is
+    deleted first, the job is stopped and none of these run.
+    """
+    stop = threading.Event()
+    events = make_events(stop.is_set)
+    worker = JobWorker(events, stop, stop_by_closing)
+    worker.pbar = cancelable_progress(total=total, desc=doing, cancel_callback=worker.quit)
+    relay = _Relay(owner, worker, describe, on_event, on_done, on_finished)
+    worker.yielded.connect(relay.yielded)
+    worker.returned.connect(relay.returned)
+    worker.errored.connect(partial(_notify_error, doing))
+    worker.finished.connect(worker.pbar.close)
+    worker.finished.connect(relay.finished)
+    worker.start()
+    return worker
+
+
+def _notify_error(doing: str, exc: BaseException) -> None:
+    show_error(plain_message(exc, doing))

@@ -1,0 +1,84 @@
+"""Layer bookkeeping for the denoise widget: names, placement and the geometry of results.
+
+Result layers are named after their input and step ("<input> NRRN preview", "... blocks", "... denoised") and
+keep the input's scale and translate, so they overlay it exactly. Only scale and translate are carried over
+(not rotate, shear or affine, which FIB-SEM stacks do not use).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PREVIEW = "preview"
+BLOCKS = "blocks"
+DENOISED = "denoised"
+
+
+def result_name(input_name: str, step: str) -> str:
+    return f"{input_name} NRRN {step}"
+
+
+def stack_data(layer):
+    """The layer's full-resolution data as a (Z, Y, X) array-like: level 0 of a multiscale layer, and a 2-D
+    image as a one-slice stack. Nothing is read."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    return data[None] if data.ndim == 2 else data
+
+
+def current_slice(layer, world_point) -> int:
+    """Index along the layer's first (z) axis of the slice shown at ``world_point`` (viewer.dims.point)."""
+    if layer.ndim == 2:
+        return 0
+    z = float(layer.world_to_data(world_point)[0])
+    return int(np.clip(round(z), 0, layer.data.shape[0] - 1))
+
+
+def _on_slice(layer, z: int) -> tuple[tuple, tuple]:
+    """scale and translate that put a (1, Y, X) array exactly on slice ``z`` of ``layer`` (2-D: on it)."""
+    scale, translate = tuple(layer.scale), np.array(layer.translate, dtype=float)
+    if layer.ndim == 3:
+        translate[0] += z * layer.scale[0]
+    return scale, tuple(translate)
+
+
+def slice_result(layer, z: int, image) -> tuple:
+    """(data, placement) of a layer showing the 2-D ``image`` on slice ``z`` of ``layer``."""
+    scale, translate = _on_slice(layer, z)
+    data = image if layer.ndim == 2 else image[None]
+    return data, {"scale": scale, "translate": translate}
+
+
+def blocks_result(layer, z: int, blocks) -> tuple:
+    """(data, placement) of the per-block outputs: a leading block axis (unit steps from 0) in front of
+    slice ``z`` of ``layer``, so a slider picks the block."""
+    scale, translate = _on_slice(layer, z)
+    stacked = np.stack(blocks)
+    data = stacked if layer.ndim == 2 else stacked[:, None]
+    return data, {"scale": (1.0, *scale), "translate": (0.0, *translate)}
+
+
+def show_result(viewer, name: str, like, data, placement: dict | None = None):
+    """Add an image layer ``name`` or, when one exists, replace its data and placement in place.
+
+    ``placement`` (scale, translate) defaults to that of ``like`` (the input layer); the contrast limits and
+    colormap follow ``like`` too, so input and result compare at a glance.
+    """
+    placement = placement or {"scale": tuple(like.scale), "translate": tuple(like.translate)}
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.ndim == np.ndim(data):
+            layer.data = data
+            layer.scale = placement["scale"]
+            layer.translate = placement["translate"]
+            layer.contrast_limits = like.contrast_limits
+            return layer
+        viewer.layers.remove(name)
+    return viewer.add_image(
+        data, name=name, contrast_limits=like.contrast_limits, colormap=like.colormap.name, **placement
+    )
+
+
+def source_path(layer) -> str | None:
+    """The file or folder a layer was read from, if any (napari's record, or our reader's metadata)."""
+    path = layer.source.path or layer.metadata.get("path")
+    return str(path) if path else None

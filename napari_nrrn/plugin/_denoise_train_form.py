@@ -1,0 +1,139 @@
+"""The training form: one input per ``TrainConfig`` field, built from the dataclass itself.
+
+Defaults, types and the set of fields come from ``engine.train.TrainConfig``, so the form never repeats the
+engine's numbers. The everyday fields are shown; the others go in a collapsed "Advanced" section. Fields
+whose type the form cannot edit (none today) keep their default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
+from superqt import QCollapsible
+
+from napari_nrrn.engine.sampling import MODES
+from napari_nrrn.engine.train import SCHEDULES, TARGETS, TrainConfig
+
+MAIN_FIELDS = ("depth", "width", "patch", "batch", "steps", "seconds", "lr", "device")
+LABELS = {
+    "depth": "depth (blocks K)",
+    "width": "width (channels C)",
+    "patch": "patch (px)",
+    "batch": "batch",
+    "steps": "steps",
+    "seconds": "time budget (s)",
+    "lr": "learning rate",
+    "device": "device",
+}
+CHOICES = {"schedule": SCHEDULES, "mode": MODES, "target": TARGETS}
+AUTO_DEVICE = "auto"
+MAX_INT = 2**31 - 1
+
+
+def available_devices() -> list[str]:
+    import torch
+
+    devices = [AUTO_DEVICE, "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+class TrainForm(QWidget):
+    """Inputs for a ``TrainConfig``; ``config()`` reads them back (ValueError naming a field it cannot read).
+
+    Fields named in ``skip`` get no input here: the caller passes their values to ``config()``.
+    """
+
+    def __init__(self, skip: tuple[str, ...] = (), parent=None):
+        super().__init__(parent)
+        self.inputs: dict[str, QWidget] = {}
+        self._kinds: dict[str, str] = {}
+        defaults = TrainConfig()
+        main = QFormLayout(self)
+        main.setContentsMargins(0, 0, 0, 0)
+        self.advanced = QCollapsible("Advanced")
+        advanced_form = QWidget()
+        advanced = QFormLayout(advanced_form)
+        for field in fields(TrainConfig):
+            if field.name in skip:
+                continue
+            editor = self._editor(field.name, field.type, getattr(defaults, field.name))
+            if editor is None:
+                continue
+            self.inputs[field.name] = editor
+            form = main if field.name in MAIN_FIELDS else advanced
+            form.addRow(LABELS.get(field.name, field.name.replace("_", " ")), editor)
+        self.advanced.addWidget(advanced_form)
+        main.addRow(self.advanced)
+
+    def _editor(self, name: str, kind: str, default) -> QWidget | None:
+        kind = kind.replace(" ", "")
+        self._kinds[name] = kind
+        if name == "device":
+            editor = QComboBox()
+            editor.addItems(available_devices())
+            editor.setToolTip("auto: a CUDA GPU, else Apple MPS, else the CPU")
+            return editor
+        if name in CHOICES:
+            editor = QComboBox()
+            editor.addItems(CHOICES[name])
+            editor.setCurrentText(default)
+            return editor
+        if kind == "bool":
+            editor = QCheckBox()
+            editor.setChecked(default)
+            return editor
+        if kind == "int":
+            editor = QSpinBox()
+            editor.setRange(0, MAX_INT)
+            editor.setValue(default)
+            return editor
+        if kind in ("float", "float|None", "int|None", "str", "str|None"):
+            editor = QLineEdit("" if default is None else str(default))
+            if kind.endswith("|None"):
+                editor.setPlaceholderText("none")
+            return editor
+        return None
+
+    def set_value(self, name: str, value) -> None:
+        editor = self.inputs[name]
+        if isinstance(editor, QComboBox):
+            editor.setCurrentText(AUTO_DEVICE if name == "device" and value is None else str(value))
+        elif isinstance(editor, QCheckBox):
+            editor.setChecked(bool(value))
+        elif isinstance(editor, QSpinBox):
+            editor.setValue(int(value))
+        else:
+            editor.setText("" if value is None else str(value))
+
+    def config(self, **given) -> TrainConfig:
+        values = dict(given)
+        for name, editor in self.inputs.items():
+            if isinstance(editor, QComboBox):
+                text = editor.currentText()
+                values[name] = None if name == "device" and text == AUTO_DEVICE else text
+            elif isinstance(editor, QCheckBox):
+                values[name] = editor.isChecked()
+            elif isinstance(editor, QSpinBox):
+                values[name] = editor.value()
+            else:
+                values[name] = self._parse(name, editor.text().strip())
+        config = TrainConfig(**values)
+        config.check()
+        return config
+
+    def _parse(self, name: str, text: str):
+        kind = self._kinds[name]
+        if text == "" and kind.endswith("|None"):
+            return None
+        number = int if kind.startswith("int") else float if kind.startswith("float") else str
+        try:
+            return number(text)
+        except ValueError:
+            raise ValueError(
+                f"training parameter {LABELS.get(name, name)}: {text!r} is not a number"
+            ) from None
