@@ -19,7 +19,7 @@ import numpy as np
 from dask.utils import format_bytes
 from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_nrrn.engine.device import select_device
-from napari_nrrn.plugin._denoise_jobs import format_duration, single_result, start_job
+from napari_nrrn.plugin._denoise_jobs import format_duration, plain_message, single_result, start_job
 from napari_nrrn.plugin._denoise_layers import (
     BLOCKS,
     DENOISED,
@@ -77,7 +77,14 @@ def _describe_model(model) -> str:
 
 
 class DenoiseWidget(QWidget):
-    """Dock widget for interactive NRRN denoising of FIB-SEM stacks."""
+    """Dock widget for interactive NRRN denoising of FIB-SEM stacks.
+
+    ``job_progress(kind, event)`` and ``job_finished(kind)`` are emitted in the GUI thread for every job
+    (kind: "train", "preview", "blocks", "stack"), after the widget has handled the event or the end.
+    """
+
+    job_progress = Signal(str, object)
+    job_finished = Signal(str)
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -370,6 +377,12 @@ class DenoiseWidget(QWidget):
             model = load_model(path)
         except (ValueError, OSError) as error:
             show_error(f"Could not load the model: {error}")
+            return None
+        except Exception as error:  # torch's unpickler fails in many ways on a file that is not a model
+            show_error(
+                f"Could not load the model: {path} is not a model file napari-nrrn can read "
+                f"({type(error).__name__}: {error})"
+            )
             return None
         kind = model.metadata.get("source", "")
         self.set_model(model, f"{origin or Path(path).name} ({kind})" if kind else origin or Path(path).name)
@@ -694,19 +707,25 @@ class DenoiseWidget(QWidget):
         if worker is not None:
             worker.quit()
 
-    def _start(self, kind: str, make_events, **job):
+    def _start(self, kind: str, make_events, on_event=None, **job):
+        def event(progress) -> None:
+            if on_event is not None:
+                on_event(progress)
+            self.job_progress.emit(kind, progress)
+
         def finished() -> None:
             if self.jobs.get(kind) is worker:
                 del self.jobs[kind]
             self._update_buttons()
+            self.job_finished.emit(kind)
             if kind == PREVIEW_JOB and self._preview_pending:
                 self._preview_pending = False
                 self.preview()
 
         try:
-            worker = start_job(self, make_events, on_finished=finished, **job)
+            worker = start_job(self, make_events, on_event=event, on_finished=finished, **job)
         except (ValueError, OSError) as error:  # arguments the engine refuses before starting
-            show_error(str(error))
+            show_error(plain_message(error, job["doing"]))
             return None
         self.jobs[kind] = worker
         self.last_worker = worker
