@@ -6,16 +6,16 @@ Run it on a machine with an NVIDIA GPU and a CUDA build of torch:
     python benchmarks/bench_gpu.py --write-docs    # and appends them to docs/benchmarks.md "## GPU"
 
 The model is NRRN K=4, C=32 (random weights: speed does not depend on them); the slices are real FlyEM
-medulla slices tiled to 6144x4096 uint8. Each precision runs the engine's ``denoise_slice`` (tiled, both
-branches) under ``torch.autocast`` for fp16/bf16, after a warm-up, timed between ``torch.cuda.synchronize``
-calls; the stack is ``denoise_stack`` computed slice by slice. The fp16/bf16 outputs are compared with fp32's.
+medulla slices tiled to 6144x4096 uint8. Each precision runs the engine's ``denoise_slice`` (tiled, batched
+tiles, both branches) with its ``precision`` ("float32", "float16", "bfloat16": the convolutions' dtype,
+the running estimate stays float32), after a warm-up, timed between ``torch.cuda.synchronize`` calls; the
+stack is ``denoise_stack`` computed slice by slice. The fp16/bf16 outputs are compared with fp32's.
 Without a GPU it exits with a message and status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -31,17 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 MEDULLA = REPO.parent / "shared" / "data" / "fibsem_flyem_medulla_A_250cube.tif"
 SECTION = "## GPU"
 HEIGHT, WIDTH = 4096, 6144
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def full_size_slices(count: int) -> np.ndarray:
     planes = tifffile.imread(MEDULLA)[:count]
     reps = -(-HEIGHT // planes.shape[1]), -(-WIDTH // planes.shape[2])
     return np.stack([np.tile(p, reps)[:HEIGHT, :WIDTH] for p in planes])
-
-
-def precision(dtype):
-    return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def timed(function):
@@ -78,15 +74,13 @@ def main() -> int:
     prev, centre, following = slices[0], slices[1], slices[2]
 
     rows, reference = [], None
-    for name, dtype in PRECISIONS.items():
-        with precision(dtype):
-            denoise_slice(model, prev, centre, following, tile=args.tile, device="cuda")  # warm-up
-            torch.cuda.reset_peak_memory_stats()
-            output, slice_s = timed(
-                lambda: denoise_slice(model, prev, centre, following, tile=args.tile, device="cuda")
-            )
-            denoised = denoise_stack(model, stack, tile=args.tile, device="cuda")
-            _, stack_s = timed(lambda d=denoised: [np.asarray(d[z]) for z in range(args.stack)])
+    for name, precision in PRECISIONS.items():
+        options = {"tile": args.tile, "device": "cuda", "precision": precision}
+        denoise_slice(model, prev, centre, following, **options)  # warm-up
+        torch.cuda.reset_peak_memory_stats()
+        output, slice_s = timed(lambda o=options: denoise_slice(model, prev, centre, following, **o))
+        denoised = denoise_stack(model, stack, **options)
+        _, stack_s = timed(lambda d=denoised: [np.asarray(d[z]) for z in range(args.stack)])
         peak_gib = torch.cuda.max_memory_allocated() / 2**30
         if reference is None:
             reference, difference = output, "-"
@@ -114,8 +108,8 @@ def main() -> int:
         body = (
             f"NRRN K=4, C=32 on **{card}** (torch {torch.__version__}, CUDA {torch.version.cuda}), "
             f"tile {args.tile or 'default'}, after one warm-up slice, timed between "
-            "`torch.cuda.synchronize()` calls; "
-            "fp16/bf16 under `torch.autocast`. Real FlyEM slices tiled to 6144x4096 uint8.\n\n"
+            "`torch.cuda.synchronize()` calls; fp16/bf16: the engine's `precision` for the convolutions. "
+            "Real FlyEM slices tiled to 6144x4096 uint8.\n\n"
             + "\n".join(lines)
             + "\n\nCommand: `python benchmarks/bench_gpu.py --write-docs`.\n"
         )

@@ -37,6 +37,7 @@ ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 RECORDS_DIR = ".nrrn-chunks"  # inside the partial output: one JSON record per finished chunk
 RUN_FILE = ".nrrn-run.json"  # inside the partial output: what the job is, to resume only the same job
 PLUGIN_PREFIX = "napari-nrrn-model-"
+WORKER_WAIT_S = 60
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ def _worker_device(request: str | None, rank: int):
     return device
 
 
-def denoise_chunk(model, stack, start: int, stop: int, tile=None, device=None) -> np.ndarray:
+def denoise_chunk(
+    model, stack, start: int, stop: int, tile=None, device=None, precision: str = "auto"
+) -> np.ndarray:
     """Slices ``start .. stop - 1`` of ``stack`` denoised, reading only slices ``start - 1 .. stop``.
 
     The same per-slice computation as ``denoise_stack``: each slice with its two neighbours, the one
@@ -117,7 +120,7 @@ def denoise_chunk(model, stack, start: int, stop: int, tile=None, device=None) -
         previous = block[z - 1 - first] if z > 0 else block[z + 1 - first]
         following = block[z + 1 - first] if z < depth - 1 else block[z - 1 - first]
         output[z - start] = denoise_slice(
-            model, previous, block[z - first], following, tile=tile, device=device
+            model, previous, block[z - first], following, tile=tile, device=device, precision=precision
         )
     return output
 
@@ -131,7 +134,7 @@ def _record_path(records: Path, start: int, stop: int) -> Path:
 
 
 def _denoise_and_write(
-    plugin_name: str, source: str, channel, array_path: str, start: int, stop: int, tile
+    plugin_name: str, source: str, channel, array_path: str, start: int, stop: int, tile, precision: str
 ) -> tuple[int, int]:
     """The task: denoise one chunk on this worker's model, write it into the output, then its record."""
     import zarr
@@ -144,7 +147,7 @@ def _denoise_and_write(
 
         torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
     stack = open_stack(source, channel=channel)
-    slices = denoise_chunk(plugin.model, stack, start, stop, tile=tile, device=plugin.device)
+    slices = denoise_chunk(plugin.model, stack, start, stop, tile, plugin.device, precision)
     zarr.open_array(array_path, mode="r+")[start:stop] = slices
     records = Path(array_path).parent / RECORDS_DIR
     _write_json(
@@ -230,6 +233,7 @@ def iter_denoise_distributed(
     chunk_slices: int = DEFAULT_CHUNK_SLICES,
     tile: int | None = None,
     device: str | None = None,
+    precision: str = "auto",
     channel: int | None = None,
     voxel_size=None,
     overwrite: bool = False,
@@ -243,12 +247,13 @@ def iter_denoise_distributed(
     returns a :class:`DistributedRun`. Closing the generator early cancels the chunks not yet done and
     keeps the partial output, so that the same call resumes it.
     """
-    from napari_nrrn.engine.inference import check_stack
+    from napari_nrrn.engine.inference import check_stack, inference_dtype
     from napari_nrrn.io.stack import open_stack
     from napari_nrrn.io.stack import voxel_size as read_voxel_size
     from napari_nrrn.io.writers import _checked_voxel_size
 
     output = check_output(output, overwrite)
+    inference_dtype("cpu", precision)  # an unknown precision fails here, not on every worker
     if chunk_slices < 1:
         raise ValueError(f"chunk_slices = {chunk_slices}: each task needs at least 1 slice")
     source = os.fspath(Path(source).expanduser().resolve())
@@ -265,6 +270,7 @@ def iter_denoise_distributed(
         "model_sha256": hashlib.sha256(checkpoint).hexdigest(),
         "chunk_slices": chunk_slices,
         "tile": tile,
+        "precision": precision,
     }
     partial = partial_path(output)
     name = output.name.removesuffix(".zarr").removesuffix(".ome")
@@ -280,7 +286,7 @@ def iter_denoise_distributed(
     def submit(start: int, stop: int):
         return client.submit(
             _denoise_and_write,
-            *(plugin_name, source, channel, str(array_path), start, stop, tile),
+            *(plugin_name, source, channel, str(array_path), start, stop, tile, precision),
             key=f"{run_prefix}{start}-{stop}",
             pure=False,
         )
@@ -397,7 +403,10 @@ def denoise_distributed(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         )
     try:
-        with Client(cluster or scheduler) as client, tqdm(unit="slice", disable=not progress) as bar:
+        with (
+            _connect(cluster if cluster is not None else scheduler) as client,
+            tqdm(unit="slice", disable=not progress) as bar,
+        ):
             events = iter_denoise_distributed(client, model, source, output, overwrite=overwrite, **options)
             try:
                 while True:
@@ -411,3 +420,24 @@ def denoise_distributed(
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _connect(cluster_or_address) -> Client:
+    """A client of a cluster with at least one worker; ValueError saying what to start when there is none."""
+    address = getattr(cluster_or_address, "scheduler_address", cluster_or_address)
+    try:
+        client = Client(cluster_or_address)
+    except OSError as error:
+        raise ValueError(
+            f"cannot reach a dask scheduler at {address} ({error}): start one with `dask scheduler` and "
+            f"workers with `dask worker {address}`, or check the address"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        client.close()
+        raise ValueError(
+            f"the dask scheduler at {address} has no workers after {WORKER_WAIT_S} s: "
+            f"start some with `dask worker {address}`"
+        ) from None
+    return client
