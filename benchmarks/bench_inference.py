@@ -1,0 +1,337 @@
+"""CPU inference speed: the authors' network driven by a tiler with their parameters, against our inference.
+
+Every variant denoises the same uint8 slice triplet with the same weights and runs in its own subprocess
+(so its peak RSS is its own), round-robin over ``--repeats`` rounds so that other load on the machine hits
+all variants alike; the table gives the fastest round. Each run is preceded by an untimed warm-up on a crop.
+The table is printed and written to docs/benchmarks.md under "## CPU inference speed".
+
+    python benchmarks/bench_inference.py [--size 1000] [--repeats 3] [--model MODEL.pt]
+
+Without --model the shipped default model is used, or, if none is installed yet, a randomly initialised
+authors' network (K=4, C=32; the initialisation of their code), stated in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from napari_nrrn.engine.fused import FusedNRRN  # noqa: E402
+from napari_nrrn.engine.inference import CPU_TILE, run_tiles  # noqa: E402
+from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore  # noqa: E402
+from napari_nrrn.engine.tiling import plan_tiles  # noqa: E402
+from napari_nrrn.model.checkpoint import (  # noqa: E402
+    AUTHORS_BLOCK,
+    AUTHORS_TOP,
+    default_model_path,
+    load_model,
+)
+from tests.authors_nrrn import authors_nrrn  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "fibsem_flyem_medulla_A_250cube.tif"
+CENTRE_SLICE = 100
+SECTION = "## CPU inference speed"
+DOC = ROOT / "docs" / "benchmarks.md"
+AUTHORS_CROP = 256  # the authors' tiler: 256-pixel crops, border effect size K + 5
+WARM_UP = 520  # warm-up crop: holds every tile window of the variants but the whole-slice one
+
+
+def triplet(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices 99, 100, 101 of the FlyEM medulla stack (250 x 250), mirror-tiled to size x size (real data,
+    no seams: each copy is the mirror image of its neighbour)."""
+    stack = tifffile.imread(DATA)
+
+    def mirror_tiled(image):
+        reps = -(-size // image.shape[0])
+        row = np.concatenate([image if i % 2 == 0 else image[:, ::-1] for i in range(reps)], axis=1)
+        tiled = np.concatenate([row if i % 2 == 0 else row[::-1] for i in range(reps)], axis=0)
+        return np.ascontiguousarray(tiled[:size, :size])
+
+    return tuple(mirror_tiled(stack[z]) for z in (CENTRE_SLICE - 1, CENTRE_SLICE, CENTRE_SLICE + 1))
+
+
+def authors_state_dict(model) -> dict:
+    """Our NRRN's weights under the authors' parameter names (the inverse of load_model's mapping)."""
+    ours_to_authors = {v: k for k, v in AUTHORS_TOP.items()}
+    block_names = {v: k for k, v in AUTHORS_BLOCK.items()}
+    state = {}
+    for key, tensor in model.state_dict().items():
+        prefix, _, suffix = key.rpartition(".")
+        if prefix.startswith("blocks."):
+            _, index, name = prefix.split(".")
+            state[f"nrrn.BU.{index}.{block_names[name]}.{suffix}"] = tensor
+        else:
+            state[f"{ours_to_authors[prefix]}.{suffix}"] = tensor
+    return state
+
+
+def authors_positions(length: int, crop: int, border: int) -> list[int]:
+    """Crop origins along one axis as the authors' iterator places them: a stride of crop - 2 * border, the
+    last crop flush with the image end."""
+    positions = list(range(0, length - crop, crop - 2 * border))
+    return positions + [length - crop]
+
+
+def authors_tiler(network, images, depth: int, branches_together: bool = False) -> np.ndarray:
+    """Our re-implementation of the authors' tiled inference (_Denoise3_ parameters): 256-pixel crops, border
+    K + 5, one crop at a time, Model(prev, centre) and Model(next, centre) called separately (or, with
+    ``branches_together``, as one batch of two), averaged, each crop's border dropped except at the image
+    edge. Run without autograd (the faster way to run their driver)."""
+    border = depth + 5
+    prev, centre, next_ = (torch.from_numpy(image)[None, None] for image in images)
+    height, width = centre.shape[-2:]
+    output = np.empty((height, width), np.float32)
+    for top in authors_positions(height, AUTHORS_CROP, border):
+        for left in authors_positions(width, AUTHORS_CROP, border):
+            window = (..., slice(top, top + AUTHORS_CROP), slice(left, left + AUTHORS_CROP))
+            pairs = [
+                torch.cat([prev[window], centre[window]], dim=1),
+                torch.cat([next_[window], centre[window]], dim=1),
+            ]
+            if branches_together:
+                prediction = network(torch.cat(pairs)).mean(dim=0)[0].numpy()
+            else:
+                prediction = ((network(pairs[0]) + network(pairs[1])) / 2)[0, 0].numpy()
+            skip_top, skip_left = (0 if top == 0 else border), (0 if left == 0 else border)
+            output[top + skip_top : top + AUTHORS_CROP, left + skip_left : left + AUTHORS_CROP] = prediction[
+                skip_top:, skip_left:
+            ]
+    return output
+
+
+def exact_tiler_module(model, images, tile: int) -> np.ndarray:
+    """Our exact tiles (core ``tile``, halo from the model), NRRN.forward with both branches in one batch."""
+    prev, centre, next_ = (torch.from_numpy(image)[None, None] for image in images)
+    output = np.empty(centre.shape[-2:], np.float32)
+    for spec in plan_tiles(output.shape, tile, model.halo):
+        window = (..., *spec.window)
+        pairs = torch.cat(
+            [
+                torch.cat([prev[window], centre[window]], dim=1),
+                torch.cat([next_[window], centre[window]], dim=1),
+            ]
+        )
+        output[spec.core] = model(pairs).mean(dim=0)[0].numpy()[spec.crop]
+    return output
+
+
+def fused_tiles(model, images, tile: int, dtype, use_mkldnn: bool) -> np.ndarray:
+    steps = run_tiles(FusedNRRN(model, torch.device("cpu"), dtype, use_mkldnn), images, tile, model.halo)
+    while True:
+        try:
+            steps.send(None)
+        except StopIteration as done:
+            return done.value[0]
+
+
+def variants(depth: int, size: int) -> dict[str, str]:
+    """name -> description, in the order of the table."""
+    table = {
+        "authors": f"authors' network, their tiler ({AUTHORS_CROP} px crops, border K+5={depth + 5}), "
+        "one crop and one branch per call, float32",
+        "module-their-tiles": "our NRRN module, their tiler, both branches in one call, float32",
+        "module-exact-tiles": f"our NRRN module, exact tiles (core {CPU_TILE}, halo from the model), both "
+        "branches in one call, float32",
+        "fused-fp32-plain": f"fused forward, channels-last, one conv per gate, plain convs, float32, "
+        f"core {CPU_TILE}",
+        "fused-fp32": f"fused forward + oneDNN fused activations / sums, float32, core {CPU_TILE} "
+        "(= precision='float32')",
+        "fused-bf16": f"as above in bfloat16 (AMX), core {CPU_TILE} = denoise_slice defaults on this CPU",
+    }
+    for tile in (112, 176, 368, 496, size):
+        table[f"fused-bf16-tile{tile}"] = f"fused bfloat16, core {tile}" + (
+            " (whole slice)" if tile == size else ""
+        )
+    return table
+
+
+def run_variant(name: str, model, images, depth: int) -> np.ndarray:
+    """The z-scored output of one variant."""
+    if name == "authors":
+        network = authors_nrrn(depth, model.width)
+        network.load_state_dict(authors_state_dict(model))
+        with torch.no_grad():
+            return authors_tiler(network, images, depth)
+    with torch.inference_mode():
+        if name == "module-their-tiles":
+            return authors_tiler(model, images, depth, branches_together=True)
+        if name == "module-exact-tiles":
+            return exact_tiler_module(model, images, CPU_TILE)
+    if name == "fused-fp32-plain":
+        return fused_tiles(model, images, CPU_TILE, torch.float32, use_mkldnn=False)
+    if name == "fused-fp32":
+        return fused_tiles(model, images, CPU_TILE, torch.float32, use_mkldnn=True)
+    tile = int(name.removeprefix("fused-bf16-tile")) if name.startswith("fused-bf16-tile") else CPU_TILE
+    return fused_tiles(model, images, tile, torch.bfloat16, use_mkldnn=True)
+
+
+def child(args) -> None:
+    """Run one variant: warm up on a crop, time the whole slice, save the uint8 output and the numbers."""
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model_file)
+    raw = triplet(args.size)
+    stats = [slice_stats(image) for image in raw]
+    images = tuple(zscore(image, stat) for image, stat in zip(raw, stats, strict=True))
+    warm = tuple(np.ascontiguousarray(image[:WARM_UP, :WARM_UP]) for image in images)
+    run_variant(args.variant, model, warm, model.depth)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    output = run_variant(args.variant, model, images, model.depth)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    denoised = np.clip(np.rint(unzscore(output, stats[1])), 0, 255).astype(np.uint8)
+    np.save(args.out, denoised)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.out).with_suffix(".json").write_text(
+        json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": peak_mib})
+    )
+
+
+def flop_per_pixel(depth: int, width: int) -> float:
+    """Useful FLOP per output pixel, both branches: stem, K blocks of 7 convs, tail (DESIGN.md)."""
+    per_branch = 18 * width + depth * 126 * width**2 + 18 * width**2
+    return 2 * per_branch
+
+
+def write_section(text: str) -> None:
+    """Replace (or add) this benchmark's section of docs/benchmarks.md, leaving other sections alone."""
+    DOC.parent.mkdir(exist_ok=True)
+    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    lines = current.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        DOC.write_text(current.rstrip("\n") + "\n\n" + text)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    DOC.write_text("".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else ""))
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def run_rounds(names, args, model_file: Path, scratch: Path):
+    """Wall and CPU seconds per round, peak RSS and the uint8 output of every variant."""
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    peaks = dict.fromkeys(names, 0.0)
+    outputs = {}
+    for round_index in range(args.repeats):
+        for name in names:
+            out = scratch / f"{name}.npy"
+            child_args = ["--variant", name, "--model-file", str(model_file), "--out", str(out)]
+            child_args += ["--size", str(args.size), "--threads", str(args.threads)]
+            subprocess.run([sys.executable, __file__, *child_args], check=True)
+            result = json.loads(out.with_suffix(".json").read_text())
+            wall[name].append(result["seconds"])
+            cpu[name].append(result["cpu_seconds"])
+            peaks[name] = max(peaks[name], result["peak_rss_mib"])
+            outputs[name] = np.load(out)
+            print(f"round {round_index + 1}: {name}: {result['seconds']:.2f} s", flush=True)
+    return wall, cpu, peaks, outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=1000, help="slice side in pixels (default 1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over all variants; fastest kept")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--model", type=Path, help="model file (default: the shipped default model)")
+    parser.add_argument("--only", nargs="+", help="run only these variants (docs/ is not written)")
+    parser.add_argument("--no-write", action="store_true", help="print the table, do not touch docs/")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--model-file", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        return child(args)
+
+    command = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as scratch:
+        model_file = args.model or default_model_path()
+        if args.model is None and not model_file.exists():
+            torch.manual_seed(0)
+            model_file = Path(scratch) / "authors_random_init.pt"
+            torch.save(authors_nrrn(4, 32).state_dict(), model_file)
+            model_note = (
+                "no default model installed yet, so a randomly initialised authors' network (K=4, C=32)"
+            )
+        else:
+            model_note = f"`{model_file.name}`"
+        model = load_model(model_file)
+        names = variants(model.depth, args.size)
+        chosen = args.only or list(names)
+        wall, cpu, peaks, outputs = run_rounds(chosen, args, model_file, Path(scratch))
+    load_after = os.getloadavg()
+
+    megapixels = args.size**2 / 1e6
+    useful_gflop = flop_per_pixel(model.depth, model.width) * args.size**2 / 1e9
+    reference = outputs.get("authors")
+    rows = [
+        "| variant | Mpx/s | s/Mpx | CPU s/Mpx | useful GFLOP/s | speed-up vs authors (wall / CPU) | "
+        "max grey-level diff vs authors | peak RSS MiB | rounds, wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in chosen:
+        best, best_cpu = min(wall[name]), min(cpu[name])
+        speedup = diff = ""
+        if reference is not None:
+            speedup = f"{min(wall['authors']) / best:.1f}x / {min(cpu['authors']) / best_cpu:.1f}x"
+            diff = str(int(np.abs(outputs[name].astype(int) - reference).max()))
+        rounds = ", ".join(f"{t:.1f}" for t in wall[name])
+        rows.append(
+            f"| `{name}`: {names[name]} | {megapixels / best:.3f} | {best / megapixels:.2f} | "
+            f"{best_cpu / megapixels:.2f} | {useful_gflop / best:.0f} | {speedup} | {diff} | "
+            f"{peaks[name]:.0f} | {rounds} |"
+        )
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Command: `{command}`",
+            "",
+            f"Machine: {cpu_name()}, {os.cpu_count()} cores, {args.threads} torch threads, torch "
+            f"{torch.__version__}, Python {platform.python_version()}; load average {load_before[0]:.1f} "
+            f"before, {load_after[0]:.1f} after (other jobs shared the cores: wall times are noisy, CPU "
+            f"seconds less so). Data: FlyEM medulla slices {CENTRE_SLICE - 1}-{CENTRE_SLICE + 1} "
+            f"(`{DATA.name}`), mirror-tiled to {args.size}x{args.size} uint8. Model: {model_note}: depth "
+            f"{model.depth}, width {model.width}, "
+            f"{flop_per_pixel(model.depth, model.width) / 1e6:.2f} MFLOP of useful work per output pixel "
+            "(both branches).",
+            "",
+            f"Fastest of {args.repeats} rounds; each variant runs in its own process after a warm-up on a "
+            f"{WARM_UP}x{WARM_UP} crop, variants interleaved. Grey-level differences are between uint8 "
+            "outputs.",
+            "",
+            *rows,
+            "",
+        ]
+    )
+    print(text)
+    if not args.only and not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

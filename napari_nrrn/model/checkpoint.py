@@ -1,0 +1,176 @@
+"""Model files: our checkpoints (weights + the config and metadata that made them) and the authors' state
+dicts.
+
+Loading uses ``torch.load(weights_only=True)``, so a model file can hold tensors and plain values only and can
+never run code. The two kinds are told apart by their keys.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_nrrn import __version__
+from napari_nrrn.model.nrrn import NRRN
+
+FORMAT = "napari-nrrn model"
+FORMAT_VERSION = 1
+NORMALISATION = "zscore per slice"
+
+# The authors' names (FiReTiTiPyLib NRRN) for our parameters, without the ".weight"/".bias" suffix.
+AUTHORS_TOP = {"nrrn.conv1": "stem", "nrrn.conv3": "memory_conv", "nrrn.conv2": "tail"}
+AUTHORS_BLOCK = {
+    "Gate_reset_a": "reset_memory",
+    "Gate_reset_b": "reset_signal",
+    "Gate_update_a": "update_memory",
+    "Gate_update_b": "update_signal",
+    "Gates2_a": "candidate_memory",
+    "Gates2_b": "candidate_signal",
+}
+_AUTHORS_BLOCK_KEY = re.compile(r"nrrn\.BU\.(\d+)\.(\w+)\.(weight|bias)")
+
+
+def default_model_path() -> Path:
+    """The model shipped with the package."""
+    return Path(__file__).resolve().parents[1] / "data" / "nrrn_default.pt"
+
+
+def _plain(value, where: str):
+    """``value`` as plain Python data (what weights_only loading accepts), or ValueError."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(
+        f"model metadata {where} is a {type(value).__name__}: only dicts, lists, strings, numbers, "
+        "booleans, None and paths can be stored"
+    )
+
+
+def save_model(model: NRRN, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write ``model`` with its config, normalisation, ``metadata`` (training parameters, data provenance)
+    and the package version to one file, atomically (a temporary name renamed when complete)."""
+    path = Path(path)
+    checkpoint = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "config": model.config(),
+        "normalisation": NORMALISATION,
+        "metadata": _plain(dict(metadata or {}), "metadata"),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        torch.save(checkpoint, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _read(path: Path):
+    if not path.exists():
+        if path == default_model_path():
+            raise FileNotFoundError(
+                f"the default NRRN model {path} is not installed: train one with `napari-nrrn train` "
+                "and pass it with --model, or reinstall napari-nrrn"
+            )
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} holds Python objects besides tensors, which are never loaded (they could run code): "
+            "save the weights with torch.save(model.state_dict(), path)"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise ValueError(
+            f"{path} is not a PyTorch model file (napari-nrrn checkpoint or NRRN state dict)"
+        ) from error
+
+
+def _strip_wrappers(content):
+    """The state dict inside {"state_dict": ...}, without DataParallel's "module." prefix."""
+    if isinstance(content, dict) and "state_dict" in content and isinstance(content["state_dict"], dict):
+        content = content["state_dict"]
+    if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
+        return None
+    if content and all(k.startswith("module.") for k in content):
+        content = {k[len("module.") :]: v for k, v in content.items()}
+    return content
+
+
+def _from_authors(state: dict, path: Path) -> tuple[dict, dict]:
+    """Our config and state dict for an authors' state dict; ValueError naming what is wrong."""
+    renamed, depth_indices = {}, set()
+    for key, tensor in state.items():
+        prefix, _, suffix = key.rpartition(".")
+        if prefix in AUTHORS_TOP and suffix in ("weight", "bias"):
+            renamed[f"{AUTHORS_TOP[prefix]}.{suffix}"] = tensor
+            continue
+        match = _AUTHORS_BLOCK_KEY.fullmatch(key)
+        if match is None or match.group(2) not in AUTHORS_BLOCK:
+            raise ValueError(
+                f"{path}: unknown parameter {key!r} in what looks like an authors' NRRN state dict"
+            )
+        index = int(match.group(1))
+        depth_indices.add(index)
+        renamed[f"blocks.{index}.{AUTHORS_BLOCK[match.group(2)]}.{match.group(3)}"] = tensor
+    if "stem.weight" not in renamed:
+        raise ValueError(f"{path}: the authors' state dict lacks nrrn.conv1.weight (the stem convolution)")
+    depth = len(depth_indices)
+    if depth == 0 or depth_indices != set(range(depth)):
+        raise ValueError(
+            f"{path}: building units nrrn.BU.i must be numbered 0..K-1, found {sorted(depth_indices)}"
+        )
+    config = {"depth": depth, "width": int(renamed["stem.weight"].shape[0]), "tail": "tail.weight" in renamed}
+    return config, renamed
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> NRRN:
+    """An NRRN in eval mode from our checkpoint or an authors' state dict, with ``model.metadata``."""
+    path = Path(path)
+    content = _read(path)
+    if isinstance(content, dict) and content.get("format") == FORMAT:
+        if content.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} is a napari-nrrn model of format version {content.get('format_version')}, "
+                f"this napari-nrrn ({__version__}) reads version {FORMAT_VERSION}: upgrade napari-nrrn"
+            )
+        config, state = content["config"], content["state_dict"]
+        metadata = dict(content.get("metadata", {}))
+        metadata.update(
+            normalisation=content.get("normalisation", NORMALISATION),
+            package_version=content.get("package_version"),
+            source="napari-nrrn checkpoint",
+        )
+    else:
+        state = _strip_wrappers(content)
+        if not state or not any(k.startswith("nrrn.") for k in state):
+            raise ValueError(
+                f"{path} is neither a napari-nrrn checkpoint nor an authors' NRRN state dict "
+                "(expected keys nrrn.conv1.weight, nrrn.BU.0.Gate_reset_a.weight, ...)"
+            )
+        config, state = _from_authors(state, path)
+        metadata = {"normalisation": NORMALISATION, "source": "authors' NRRN state dict"}
+    try:
+        model = NRRN(**config)
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: the weights do not fit an NRRN with config {config}: {error}") from error
+    model.metadata = metadata
+    return model.to(device).eval()
