@@ -19,7 +19,9 @@ SUBCOMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-nrrn", description="Unsupervised NRRN denoising of FIB-SEM stacks.")
+    parser = argparse.ArgumentParser(
+        prog="napari-nrrn", description="Unsupervised NRRN denoising of FIB-SEM stacks."
+    )
     parser.add_argument("--version", action="version", version=f"napari-nrrn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in SUBCOMMANDS.items():

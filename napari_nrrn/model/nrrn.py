@@ -103,7 +103,7 @@ class NRRN(nn.Module):
         """The image-space estimates y_1 .. y_K after each block (z-scored, like the input)."""
         return self._estimates(x, keep_blocks=True)[1]
 
-    def cut(self, depth: int) -> "NRRN":
+    def cut(self, depth: int) -> NRRN:
         """A copy that computes only the first ``depth`` blocks and returns y_depth.
 
         ``cut(self.depth)`` is a plain copy of the full model, tail included.
