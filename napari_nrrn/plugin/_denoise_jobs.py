@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import threading
-import time
 from collections.abc import Callable, Generator, Iterator
 from datetime import timedelta
 from functools import partial
@@ -22,8 +21,6 @@ from napari.utils.notifications import show_error
 from napari.utils.progress import cancelable_progress
 from qtpy.QtCore import QObject
 from superqt.utils import GeneratorWorker
-
-from napari_nrrn.engine.events import Progress
 
 ShouldStop = Callable[[], bool]
 
@@ -45,14 +42,6 @@ def _drive(events: Iterator, stop: threading.Event, stop_by_closing: bool) -> Ge
         close = getattr(events, "close", None)
         if close is not None:
             close()
-
-
-def single_result(compute: Callable[[], object], stage: str) -> Generator:
-    """A job of one step: run ``compute()``, yield one ``Progress`` with its duration, return its result."""
-    start = time.perf_counter()
-    result = compute()
-    yield Progress(stage, 1, 1, time.perf_counter() - start)
-    return result
 
 
 class JobWorker(GeneratorWorker):

@@ -12,6 +12,7 @@ start (also kept as ``last_worker``), so tests can wait on ``worker.finished``.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_nrrn.engine.device import select_device
-from napari_nrrn.plugin._denoise_jobs import format_duration, plain_message, single_result, start_job
+from napari_nrrn.plugin._denoise_jobs import format_duration, plain_message, start_job
 from napari_nrrn.plugin._denoise_layers import (
     BLOCKS,
     DENOISED,
@@ -93,22 +94,31 @@ class DenoiseWidget(QWidget):
         self.jobs: dict[str, object] = {}
         self.last_worker = None
         self._preview_pending = False
+        self._preview_z: int | None = None  # the slice of the last preview started
         self._checkpoint_dir = Path(tempfile.gettempdir()) / "napari-nrrn"
 
         sections = QWidget()
         column = QVBoxLayout(sections)
-        column.addWidget(self._data_section())
-        column.addWidget(self._model_section())
-        column.addWidget(self._preview_section())
-        column.addWidget(self._depth_section())
-        column.addWidget(self._stack_section())
+        self.data_section = self._data_section()
+        self.model_section = self._model_section()
+        self.preview_section = self._preview_section()
+        self.depth_section = self._depth_section()
+        self.stack_section = self._stack_section()
+        for section in (
+            self.data_section,
+            self.model_section,
+            self.preview_section,
+            self.depth_section,
+            self.stack_section,
+        ):
+            column.addWidget(section)
         column.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(sections)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(sections)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll)
+        layout.addWidget(self.scroll)
 
         self._preview_timer = QTimer(self)
         self._preview_timer.setSingleShot(True)
@@ -178,7 +188,7 @@ class DenoiseWidget(QWidget):
         for button in (self.shipped_button, self.load_button, self.save_button):
             buttons.addWidget(button)
 
-        training = QCollapsible("Train a model on this stack")
+        self.training_section = training = QCollapsible("Train a model on this stack")
         self.train_form = TrainForm(skip=("device",))
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setToolTip(
@@ -322,10 +332,10 @@ class DenoiseWidget(QWidget):
     def _refresh_layer_choices(self, event=None) -> None:
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
         images = [name for name in images if not name.endswith((f" NRRN {PREVIEW}", f" NRRN {BLOCKS}"))]
-        _set_choices(self.layer_combo, images)
+        _set_choices(self.layer_combo, images, self.layer_combo.currentText())
         shapes = [layer.name for layer in self.viewer.layers if isinstance(layer, Shapes)]
-        preferred = RESIN_LINES_NAME if RESIN_LINES_NAME in shapes else None
-        _set_choices(self.lines_combo, [NO_LINES, *shapes], preferred=preferred)
+        chosen = self.lines_combo.currentText()
+        _set_choices(self.lines_combo, [NO_LINES, *shapes], chosen if chosen in shapes else RESIN_LINES_NAME)
         self._on_layer_choice()
 
     def _on_layer_choice(self, *_) -> None:
@@ -512,56 +522,38 @@ class DenoiseWidget(QWidget):
     # ---------------------------------------------------------------- preview and depth
 
     def preview(self):
-        """Denoise the slice on screen into "<input> NRRN preview", a one-slice layer on that slice."""
-        from napari_nrrn.engine.inference import denoise_slice
+        """Denoise the slice on screen into "<input> NRRN preview", a one-slice layer on that slice.
 
+        A preview asked for while one runs stops the running one (between tiles) and starts once it ended.
+        """
         if PREVIEW_JOB in self.jobs:
-            self._preview_pending = True  # run again for the newest slice once this one ends
+            self._preview_pending = True
+            self.jobs[PREVIEW_JOB].quit()
             return self.jobs[PREVIEW_JOB]
         layer, model = self._require_stack(), self._require_model()
         if layer is None or model is None:
             return None
-        model = self._model_for_run()
-        stack, z = stack_data(layer), current_slice(layer, self.viewer.dims.point)
-        tile, device = self.tile_spin.value() or None, self._device()
-
-        def compute():
-            prev, centre, next_ = _triplet(stack, z)
-            return denoise_slice(model, prev, centre, next_, tile=tile, device=device)
-
-        timing = []
+        z = current_slice(layer, self.viewer.dims.point)
+        self._preview_z = z
+        started = time.perf_counter()
 
         def done(output, cancelled: bool) -> None:
             if cancelled:
+                self.preview_status.setText(f"Preview of slice {z} stopped.")
                 return
             show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
-            self.preview_status.setText(f"Slice {z} denoised in {timing[-1].elapsed_s:.2f} s.")
+            self.preview_status.setText(f"Slice {z} denoised in {time.perf_counter() - started:.2f} s.")
 
         self.preview_status.setText(f"Denoising slice {z}…")
-        return self._start(
-            PREVIEW_JOB,
-            lambda _: single_result(compute, "preview"),
-            doing=f"previewing slice {z} of {layer.name}",
-            total=1,
-            describe=lambda _: f"NRRN preview of slice {z}",
-            on_event=timing.append,
-            on_done=done,
-        )
+        return self._start_slice_job(PREVIEW_JOB, layer, self._model_for_run(), z, blocks=False, on_done=done)
 
     def explore_depth(self):
         """Show y_1 .. y_K of the slice on screen as "<input> NRRN blocks" (a block slider), the final output
-        as the preview, and the mean resin IQR of each."""
-        from napari_nrrn.engine.inference import denoise_slice
-
+        as the preview, and the mean resin IQR of each. Always the full model, whatever "use depth" says."""
         layer, model = self._require_stack(), self._require_model()
         if layer is None or model is None:
             return None
-        stack, z = stack_data(layer), current_slice(layer, self.viewer.dims.point)
-        tile, device = self.tile_spin.value() or None, self._device()
-
-        def compute():
-            prev, centre, next_ = _triplet(stack, z)
-            return denoise_slice(model, prev, centre, next_, tile=tile, device=device, blocks=True)
+        z = current_slice(layer, self.viewer.dims.point)
 
         def done(result, cancelled: bool) -> None:
             if cancelled:
@@ -571,13 +563,25 @@ class DenoiseWidget(QWidget):
             show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
             self._show_block_scores(layer, blocks, output)
 
+        return self._start_slice_job(BLOCKS_JOB, layer, model, z, blocks=True, on_done=done)
+
+    def _start_slice_job(self, kind: str, layer, model, z: int, blocks: bool, on_done):
+        from napari_nrrn.engine.inference import iter_denoise_slice
+
+        stack, tile, device = stack_data(layer), self.tile_spin.value() or None, self._device()
+
+        def events(_):
+            triplet = _triplet(stack, z)  # read in the worker: a lazy stack may be slow to read
+            return (yield from iter_denoise_slice(model, *triplet, tile=tile, device=device, blocks=blocks))
+
+        what = "block outputs" if blocks else "preview"
         return self._start(
-            BLOCKS_JOB,
-            lambda _: single_result(compute, "blocks"),
-            doing=f"computing the block outputs of slice {z} of {layer.name}",
+            kind,
+            events,
+            doing=f"computing the {what} of slice {z} of {layer.name}",
             total=1,
-            describe=lambda _: f"NRRN blocks of slice {z}",
-            on_done=done,
+            describe=lambda event: f"NRRN {what} of slice {z}: tile {event.done}/{event.total}",
+            on_done=on_done,
         )
 
     def block_scores(self, layer, blocks, output) -> list[float] | None:
@@ -606,7 +610,11 @@ class DenoiseWidget(QWidget):
             self.blocks_table.setItem(row, 1, QTableWidgetItem(text))
 
     def _on_slice_change(self, event=None) -> None:
-        if self.auto_preview.isChecked() and self.model is not None and self.input_layer is not None:
+        """Auto-preview: re-run (debounced) when the input's slice on screen changes, not for other axes."""
+        layer = self.input_layer
+        if not self.auto_preview.isChecked() or self.model is None or layer is None:
+            return
+        if current_slice(layer, self.viewer.dims.point) != self._preview_z:
             self._preview_timer.start()
 
     # ---------------------------------------------------------------- full stack
@@ -761,11 +769,14 @@ class DenoiseWidget(QWidget):
 
 
 def _triplet(stack, z: int):
-    """(previous, centre, next) slices at ``z`` as numpy; at the ends the one neighbour stands for both."""
-    last = stack.shape[0] - 1
-    prev = z - 1 if z > 0 else min(z + 1, last)
-    next_ = z + 1 if z < last else max(z - 1, 0)
-    return (np.asarray(stack[i]) for i in (prev, z, next_))
+    """(previous, centre, next) slices at ``z`` as numpy. A single image is its own neighbour: a model
+    trained elsewhere sees it in both channels."""
+    from napari_nrrn.engine.inference import slice_triplet
+
+    if stack.shape[0] == 1:
+        image = np.asarray(stack[0])
+        return image, image, image
+    return slice_triplet(stack, z)
 
 
 def _voxel_size(layer) -> tuple[float, float, float] | None:
@@ -809,16 +820,13 @@ def _theme_colours(viewer) -> tuple[str, str]:
     return theme.background.as_hex(), theme.text.as_hex()
 
 
-def _set_choices(combo: QComboBox, names: list[str], preferred: str | None = None) -> None:
-    """Replace a combo's items, keeping the current choice when it still exists."""
-    current = combo.currentText()
+def _set_choices(combo: QComboBox, names: list[str], choice: str) -> None:
+    """Replace a combo's items and select ``choice`` if it is one of them (else the first)."""
     combo.blockSignals(True)
     combo.clear()
     combo.addItems(names)
-    if current in names:
-        combo.setCurrentText(current)
-    elif preferred is not None:
-        combo.setCurrentText(preferred)
+    if choice in names:
+        combo.setCurrentText(choice)
     combo.blockSignals(False)
 
 
