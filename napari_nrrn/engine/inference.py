@@ -185,6 +185,9 @@ def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto") 
     """The denoised stack, lazily: a dask array of the same shape and dtype, one chunk per slice; computing
     slice z reads input slices z-1, z and z+1 only."""
     check_stack(stack)
+    if tile is not None:
+        check_tile(int(tile), model.halo)
+    inference_dtype(select_device(device), precision)  # a bad device or precision fails now, not per slice
     stack = _as_slice_chunked(stack)
     # Neighbour stacks, one slice per chunk: at each end the one neighbour stands in for the missing one.
     before = da.concatenate([stack[1:2], stack[:-1]])

@@ -90,6 +90,15 @@ def _read(path: Path):
                 "and pass it with --model, or reinstall napari-nrrn"
             )
         raise FileNotFoundError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give the model file (.pt) inside it")
+    with open(path, "rb") as file:
+        # torch.save writes a zip archive; older PyTorch wrote a bare pickle (protocol marker 0x80).
+        is_zip = zipfile.is_zipfile(file)
+        file.seek(0)
+        is_pickle = file.read(1) == b"\x80"
+    if not (is_zip or is_pickle):
+        raise ValueError(f"{path} is not a PyTorch model file (napari-nrrn checkpoint or NRRN state dict)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -98,9 +107,7 @@ def _read(path: Path):
             "save the weights with torch.save(model.state_dict(), path)"
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise ValueError(
-            f"{path} is not a PyTorch model file (napari-nrrn checkpoint or NRRN state dict)"
-        ) from error
+        raise ValueError(f"{path} is a damaged or unreadable PyTorch file: {error}") from error
 
 
 def _strip_wrappers(content):
@@ -141,6 +148,18 @@ def _from_authors(state: dict, path: Path) -> tuple[dict, dict]:
     return config, renamed
 
 
+def _mismatches(expected: dict, found: dict) -> list[str]:
+    """What differs between the parameters a model expects and those of a file (at most 4 items)."""
+    problems = [f"{k} is missing" for k in expected if k not in found]
+    problems += [f"unexpected {k}" for k in found if k not in expected]
+    problems += [
+        f"{k} has shape {tuple(found[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    return problems[:4]
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> NRRN:
     """An NRRN in eval mode from our checkpoint or an authors' state dict, with ``model.metadata``."""
     path = Path(path)
@@ -169,8 +188,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> N
         metadata = {"normalisation": NORMALISATION, "source": "authors' NRRN state dict"}
     try:
         model = NRRN(**config)
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: the weights do not fit an NRRN with config {config}: {error}") from error
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: invalid NRRN config {config}: {error}") from error
+    problems = _mismatches(model.state_dict(), state)
+    if problems:
+        raise ValueError(
+            f"{path}: the weights do not fit an NRRN with config {config}: {'; '.join(problems)}"
+        )
+    model.load_state_dict(state)
     model.metadata = metadata
     return model.to(device).eval()

@@ -1,0 +1,65 @@
+"""``napari-nrrn denoise STACK OUT``: denoise a stack slice by slice into a TIFF or OME-Zarr, with a progress bar.
+
+Each output slice is computed from its input slice and the two neighbours (the one neighbour at the ends),
+read lazily: memory does not grow with the depth of the stack. OUT is written under a temporary name and
+renamed when complete, so an interrupted run leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stack", metavar="STACK", help="noisy stack (TIFF, TIFF folder, Zarr/OME-Zarr, .dat)")
+    parser.add_argument("output", metavar="OUT", help="denoised stack to write: .tif/.tiff or .zarr/.ome.zarr")
+    parser.add_argument("--model", default=None, help="model file (.pt; default: the shipped model)")
+    parser.add_argument("--depth", type=int, default=None, help="use only the first k blocks (default: all)")
+    parser.add_argument(
+        "--tile", type=int, default=None, help="tile size in pixels (default: chosen for the device)"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="convolution precision (default auto: float16 on CUDA, bfloat16 on CPUs with native support)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--channel", type=int, default=None, help="detector channel of a multi-channel file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_nrrn.cli.progress import drain
+    from napari_nrrn.engine.device import select_device
+    from napari_nrrn.engine.inference import check_stack, denoise_stack, inference_dtype
+    from napari_nrrn.io.stack import open_stack, voxel_size
+    from napari_nrrn.io.writers import iter_write_stack
+    from napari_nrrn.model.checkpoint import default_model_path, load_model
+
+    source, output = Path(args.stack), Path(args.output)
+    if output.expanduser().resolve() == source.expanduser().resolve():
+        raise ValueError(f"OUT {output} is the input stack itself: write the denoised stack to another name")
+    stack = open_stack(source, channel=args.channel)
+    check_stack(stack)
+    model_path = Path(args.model) if args.model else default_model_path()
+    model = load_model(model_path)
+    if args.depth is not None:
+        model = model.cut(args.depth)
+    device = select_device(args.device)
+    dtype = inference_dtype(device, args.precision)
+    denoised = denoise_stack(model, stack, tile=args.tile, device=device, precision=args.precision)
+    writing = iter_write_stack(denoised, output, voxel_size=voxel_size(source), overwrite=args.overwrite)
+    start = time.perf_counter()
+    drain(writing, desc="denoise", unit="slice")
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {output}: {stack.shape[0]} slices of {stack.shape[1]}x{stack.shape[2]} {stack.dtype} in "
+        f"{seconds:.1f} s, model {model_path.name} (depth {model.depth}, width {model.width}), "
+        f"{device.type}, {str(dtype).removeprefix('torch.')}",
+        file=sys.stderr,
+    )
+    return 0
