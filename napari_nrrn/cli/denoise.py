@@ -1,4 +1,4 @@
-"""``napari-nrrn denoise STACK OUT``: denoise a stack slice by slice into a TIFF or OME-Zarr, with a progress bar.
+"""``napari-nrrn denoise STACK OUT``: denoise a stack slice by slice into a TIFF or OME-Zarr, with progress.
 
 Each output slice is computed from its input slice and the two neighbours (the one neighbour at the ends),
 read lazily: memory does not grow with the depth of the stack. OUT is written under a temporary name and
@@ -15,7 +15,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stack", metavar="STACK", help="noisy stack (TIFF, TIFF folder, Zarr/OME-Zarr, .dat)")
-    parser.add_argument("output", metavar="OUT", help="denoised stack to write: .tif/.tiff or .zarr/.ome.zarr")
+    parser.add_argument(
+        "output", metavar="OUT", help="denoised stack to write: .tif/.tiff or .zarr/.ome.zarr"
+    )
     parser.add_argument("--model", default=None, help="model file (.pt; default: the shipped model)")
     parser.add_argument("--depth", type=int, default=None, help="use only the first k blocks (default: all)")
     parser.add_argument(
@@ -30,6 +32,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--channel", type=int, default=None, help="detector channel of a multi-channel file")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="denoise on N local worker processes (dask.distributed) into an OME-Zarr OUT; "
+        "a partial OUT of the same job is resumed",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="denoise on a running dask cluster (e.g. tcp://host:8786) into an OME-Zarr OUT; "
+        "a partial OUT of the same job is resumed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(model_path)
     if args.depth is not None:
         model = model.cut(args.depth)
+    if args.workers is not None or args.scheduler is not None:
+        return _run_distributed(args, model, model_path, source, output)
     device = select_device(args.device)
     dtype = inference_dtype(device, args.precision)
     denoised = denoise_stack(model, stack, tile=args.tile, device=device, precision=args.precision)
@@ -60,6 +80,32 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {output}: {stack.shape[0]} slices of {stack.shape[1]}x{stack.shape[2]} {stack.dtype} in "
         f"{seconds:.1f} s, model {model_path.name} (depth {model.depth}, width {model.width}), "
         f"{device.type}, {str(dtype).removeprefix('torch.')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_distributed(args, model, model_path: Path, source: Path, output: Path) -> int:
+    """Each worker picks its own device (its GPU, by rank, on a multi-GPU machine), writes its own chunks."""
+    from napari_nrrn.engine.distributed import denoise_distributed
+
+    start = time.perf_counter()
+    run = denoise_distributed(
+        model,
+        source,
+        output,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        tile=args.tile,
+        device=args.device,
+        precision=args.precision,
+        channel=args.channel,
+    )
+    print(
+        f"wrote {output} in {time.perf_counter() - start:.1f} s: {run.chunks_computed} chunks denoised, "
+        f"{run.chunks_skipped} already written by an interrupted run, model {model_path.name} "
+        f"(depth {model.depth}, width {model.width})",
         file=sys.stderr,
     )
     return 0

@@ -1,0 +1,93 @@
+"""``napari-nrrn denoise``: the file it writes equals the API's result; bad input leaves files alone."""
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_nrrn.cli import main
+from napari_nrrn.engine.inference import denoise_stack
+from napari_nrrn.io.stack import open_stack
+from napari_nrrn.model.checkpoint import load_model, save_model
+from napari_nrrn.model.nrrn import NRRN
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def stack_file(tmp_path, shared_data):
+    """Six real noisy FIB-SEM slices (gala, 100 x 200 uint8) as a TIFF stack."""
+    stack = tifffile.imread(shared_data / "fibsem_flyem_gala_test_50x100x200.tif")[20:26]
+    path = tmp_path / "noisy.tif"
+    tifffile.imwrite(path, stack)
+    return path
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    return save_model(NRRN(depth=2, width=4), tmp_path / "tiny.pt", {"note": "test model"})
+
+
+@pytest.mark.parametrize("name", ["denoised.tif", "denoised.ome.zarr"])
+def test_written_stack_equals_denoise_stack(tmp_path, stack_file, model_file, name):
+    out = tmp_path / name
+    options = ["--model", str(model_file), "--tile", "48", "--precision", "float32"]
+    assert main(["denoise", str(stack_file), str(out), *options]) == 0
+    expected = denoise_stack(
+        load_model(model_file), tifffile.imread(stack_file), tile=48, precision="float32"
+    )
+    written = open_stack(out).compute()
+    assert written.dtype == np.uint8 and written.shape == (6, 100, 200)
+    np.testing.assert_array_equal(written, expected.compute())
+    assert np.abs(written.astype(int) - tifffile.imread(stack_file)).mean() > 1  # it did denoise
+
+
+def test_depth_uses_the_cut_model(tmp_path, stack_file, model_file):
+    out = tmp_path / "depth1.tif"
+    args = ["denoise", str(stack_file), str(out), "--model", str(model_file), "--depth", "1"]
+    assert main([*args, "--precision", "float32"]) == 0
+    expected = denoise_stack(load_model(model_file).cut(1), tifffile.imread(stack_file), precision="float32")
+    np.testing.assert_array_equal(tifffile.imread(out), expected.compute())
+
+
+def test_default_precision_within_one_grey_level(tmp_path, stack_file, model_file):
+    out = tmp_path / "auto.tif"
+    assert main(["denoise", str(stack_file), str(out), "--model", str(model_file)]) == 0
+    exact = denoise_stack(load_model(model_file), tifffile.imread(stack_file), precision="float32").compute()
+    assert np.abs(tifffile.imread(out).astype(int) - exact).max() <= 1
+
+
+def test_bad_requests_fail_clearly_and_touch_nothing(tmp_path, stack_file, model_file, capsys):
+    existing = tmp_path / "existing.tif"
+    existing.write_bytes(b"keep me")
+    base = ["--model", str(model_file)]
+    assert main(["denoise", str(stack_file), str(existing), *base]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert existing.read_bytes() == b"keep me"
+
+    assert main(["denoise", str(stack_file), str(stack_file), *base, "--overwrite"]) == 2
+    assert "is the input stack itself" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(stack_file).shape, (6, 100, 200))
+
+    out = tmp_path / "never.tif"
+    assert main(["denoise", str(stack_file), str(out), *base, "--tile", "3"]) == 2
+    assert "smaller than the model's halo of 5 pixels" in capsys.readouterr().err
+    assert main(["denoise", str(stack_file), str(out), *base, "--depth", "3"]) == 2
+    assert "choose 1..2" in capsys.readouterr().err
+    single = tmp_path / "single.tif"
+    tifffile.imwrite(single, tifffile.imread(stack_file)[0])
+    assert main(["denoise", str(single), str(out), *base]) == 2
+    assert "a stack of at least 2 slices is needed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "existing.tif",
+        "noisy.tif",
+        "single.tif",
+        "tiny.pt",
+    ]
