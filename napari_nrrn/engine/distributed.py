@@ -405,7 +405,7 @@ def denoise_distributed(
     try:
         with (
             _connect(cluster if cluster is not None else scheduler) as client,
-            tqdm(unit="slice", disable=not progress) as bar,
+            tqdm(desc="denoise", unit="slice", disable=not progress) as bar,
         ):
             events = iter_denoise_distributed(client, model, source, output, overwrite=overwrite, **options)
             try:

@@ -1,0 +1,185 @@
+"""Distributed denoising on a 2-process LocalCluster: same result as one process, resumable, no gather."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+from distributed import Client, LocalCluster, get_task_stream
+
+from napari_nrrn.cli import main as cli_main
+from napari_nrrn.engine import distributed as distributed_engine
+from napari_nrrn.engine.distributed import (
+    RECORDS_DIR,
+    RUN_FILE,
+    _worker_rank,
+    denoise_distributed,
+    iter_denoise_distributed,
+    partial_path,
+)
+from napari_nrrn.engine.inference import denoise_stack
+from napari_nrrn.io.stack import open_stack, voxel_size
+from napari_nrrn.io.writers import write_stack
+from napari_nrrn.model.checkpoint import save_model
+from napari_nrrn.model.nrrn import NRRN
+
+DEPTH, CHUNK = 16, 2  # 8 chunks of 2 slices; 2 workers hold at most 4 in flight
+VOXEL = (10.0, 10.0, 10.0)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, shared_data):
+    """A small real stack on disk, a tiny model file, and the single-process result."""
+    folder = tmp_path_factory.mktemp("distributed")
+    crop = tifffile.imread(shared_data / "fibsem_flyem_gala_test_50x100x200.tif")[:DEPTH, :40, :56]
+    stack_path = folder / "gala.tif"
+    write_stack(crop, stack_path, voxel_size=VOXEL)
+    torch.manual_seed(0)
+    model = NRRN(depth=1, width=4)
+    model_path = save_model(model, folder / "tiny.pt")
+    expected = np.asarray(denoise_stack(model, open_stack(stack_path)))
+    return stack_path, model_path, expected
+
+
+def _local_cluster():
+    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One 2-process cluster shared by the tests that need no fresh one (a start costs seconds)."""
+    with _local_cluster() as cluster, Client(cluster) as client:
+        yield client
+
+
+def _drain(events):
+    while True:
+        try:
+            next(events)
+        except StopIteration as finished:
+            return finished.value
+
+
+def _chunk_range(record_file):
+    return tuple(int(n) for n in record_file.stem.split("-"))
+
+
+def test_resume_skips_verified_chunks_and_equals_single_process(job, client, tmp_path):
+    stack_path, model_path, expected = job
+    output = tmp_path / "out.ome.zarr"
+    with _local_cluster() as cluster, Client(cluster, set_as_default=False) as crashing:
+        events = iter_denoise_distributed(crashing, model_path, stack_path, output, chunk_slices=CHUNK)
+        assert next(events).done == 0
+        next(events)  # one chunk written, then a cancel (the generator closed) with the others in flight
+        events.close()
+    # The cluster is gone: whatever it wrote is on disk. The output does not look finished.
+    assert not output.exists()
+    partial = partial_path(output)
+    records = sorted((partial / RECORDS_DIR).glob("*.json"))
+    assert 1 <= len(records) < DEPTH // CHUNK
+    # Damage one recorded chunk after its record was written: verification must catch it.
+    start, _ = _chunk_range(records[0])
+    zarr.open_array(str(partial / "0"), mode="r+")[start] = 0
+
+    # Another cluster resumes, as after a crash.
+    with get_task_stream(client) as stream:
+        run = _drain(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=CHUNK))
+    executed = {t["key"] for t in stream.data if str(t["key"]).startswith("napari-nrrn-")}
+
+    assert run.chunks_skipped == len(records) - 1
+    assert run.chunks_computed == DEPTH // CHUNK - run.chunks_skipped == len(executed)
+    result = open_stack(output)
+    np.testing.assert_array_equal(result.compute(), expected)
+    assert result.dtype == expected.dtype
+    assert voxel_size(output) == VOXEL
+    assert not partial.exists()
+    assert not (output / RECORDS_DIR).exists() and not (output / RUN_FILE).exists()
+
+
+def test_partial_output_of_another_job_is_not_resumed(job, client, tmp_path):
+    stack_path, model_path, expected = job
+    output = tmp_path / "out.zarr"
+    partial = partial_path(output)
+    events = iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=CHUNK)
+    next(events)
+    next(events)
+    events.close()  # returns once the chunks running on the workers have finished
+    job_record = json.loads((partial / RUN_FILE).read_text())
+    recorded = len(list((partial / RECORDS_DIR).glob("*.json")))
+    # A different chunking is a different job: its records describe other ranges.
+    run = _drain(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=3))
+    assert job_record["chunk_slices"] == CHUNK
+    assert 1 <= recorded < DEPTH // CHUNK
+    assert (run.chunks_skipped, run.chunks_computed) == (0, -(-DEPTH // 3))
+    np.testing.assert_array_equal(open_stack(output).compute(), expected)
+
+
+def test_distributed_output_must_be_zarr(job, tmp_path):
+    stack_path, model_path, _ = job
+    with pytest.raises(ValueError, match=r"out\.tif.*name the output \.zarr or \.ome\.zarr"):
+        denoise_distributed(model_path, stack_path, tmp_path / "out.tif", workers=2)
+
+
+def test_existing_output_is_refused_without_overwrite(job, tmp_path):
+    stack_path, model_path, _ = job
+    (tmp_path / "out.zarr").mkdir()
+    with pytest.raises(FileExistsError, match=r"out\.zarr already exists.*overwrite"):
+        denoise_distributed(model_path, stack_path, tmp_path / "out.zarr", workers=2)
+
+
+def test_cli_workers_and_scheduler_equal_the_single_process_cli(job, client, tmp_path, capsys):
+    stack_path, model_path, _ = job
+    outputs = {name: tmp_path / f"{name}.ome.zarr" for name in ("one", "workers", "scheduler")}
+    arguments = ["--model", str(model_path)]
+    assert cli_main(["denoise", str(stack_path), str(outputs["one"]), *arguments]) == 0
+    assert cli_main(["denoise", str(stack_path), str(outputs["workers"]), *arguments, "--workers", "2"]) == 0
+    address = client.scheduler.address
+    assert (
+        cli_main(["denoise", str(stack_path), str(outputs["scheduler"]), *arguments, "--scheduler", address])
+        == 0
+    )
+    # 16 slices in chunks of the default 8, nothing to resume
+    assert capsys.readouterr().err.count("2 chunks denoised, 0 already written") == 2
+    single = open_stack(outputs["one"]).compute()
+    for name in ("workers", "scheduler"):
+        np.testing.assert_array_equal(open_stack(outputs[name]).compute(), single)
+        assert voxel_size(outputs[name]) == voxel_size(outputs["one"]) == VOXEL
+
+
+def test_cli_refuses_workers_with_tiff_output_and_both_flags(job, tmp_path, capsys):
+    stack_path, model_path, _ = job
+    common = ["denoise", str(stack_path), str(tmp_path / "out.tif"), "--model", str(model_path)]
+    assert cli_main([*common, "--workers", "2"]) == 2
+    assert "name the output .zarr or .ome.zarr" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main([*common, "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_scheduler_without_workers_is_a_clear_error(job, tmp_path, monkeypatch):
+    stack_path, model_path, _ = job
+    monkeypatch.setattr(distributed_engine, "WORKER_WAIT_S", 0.5)
+    with LocalCluster(n_workers=0, dashboard_address=None) as empty:
+        address = empty.scheduler_address
+        with pytest.raises(ValueError, match=f"scheduler at {address} has no workers.*dask worker {address}"):
+            denoise_distributed(model_path, stack_path, tmp_path / "out.zarr", scheduler=address)
+    assert not partial_path(tmp_path / "out.zarr").exists()
+
+
+def test_either_workers_or_scheduler():
+    with pytest.raises(ValueError, match="either workers .* or scheduler"):
+        denoise_distributed("m.pt", "in.tif", "out.zarr", workers=2, scheduler="tcp://127.0.0.1:8786")
+
+
+class _NamedWorker:
+    def __init__(self, name):
+        self.name = name
+
+
+@pytest.mark.parametrize(("name", "rank"), [(0, 0), (3, 3), ("gpu-node-1", 1), ("tcp://10.0.0.2:4000-2", 2)])
+def test_worker_rank_from_local_and_dask_worker_names(name, rank):
+    assert _worker_rank(_NamedWorker(name)) == rank
