@@ -7,6 +7,11 @@ worker's loop: an aborted ``GeneratorWorker`` leaves its generator open, and a w
 never closed keeps its temporary file. Here the engine generator is either told to stop (``should_stop``,
 for training, which then saves its checkpoint and returns the model) or closed in the worker thread (for
 writing, whose cleanup removes the temporary output).
+
+napari's progress bar widget runs ``QApplication.processEvents()`` when it is updated, so the next queued
+event of a job (or its end) can be handled *inside* the handler of the previous one. The relay therefore
+does the widget's bookkeeping before it touches the progress bar, and a job's outcome (finished or stopped)
+is decided in the worker thread, not from the order in which its events arrive.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from qtpy.QtCore import QObject
 from superqt.utils import GeneratorWorker
 
 ShouldStop = Callable[[], bool]
+# What a job returns when it was closed before its generator ended.
+STOPPED = object()
 
 
 def _drive(events: Iterator, stop: threading.Event, stop_by_closing: bool) -> Generator:
     """Forward ``events`` until they end; on ``stop``, close them (if ``stop_by_closing``).
 
-    Returns what the engine generator returns, or None when it was closed early.
+    Returns what the engine generator returns, or ``STOPPED`` when it was closed early.
     """
     try:
         while not (stop_by_closing and stop.is_set()):
@@ -37,7 +44,7 @@ def _drive(events: Iterator, stop: threading.Event, stop_by_closing: bool) -> Ge
             except StopIteration as finished:
                 return finished.value
             yield event
-        return None
+        return STOPPED
     finally:
         close = getattr(events, "close", None)
         if close is not None:
@@ -83,6 +90,19 @@ def format_duration(seconds: float | None) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
+class _CancellableBar(cancelable_progress):
+    """A napari progress bar whose Cancel button (in the activity dock) stops the job.
+
+    napari's own ``cancelable_progress`` only calls its callback while it is iterated, which a bar updated
+    by hand never is.
+    """
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.cancel_callback is not None:
+            self.cancel_callback()
+
+
 class _Relay(QObject):
     """Receives one job's signals on behalf of the widget that started it.
 
@@ -90,23 +110,35 @@ class _Relay(QObject):
     the relay, PyQt drops its connections (no call into deleted widgets), and the job is told to stop.
     """
 
-    def __init__(self, owner: QObject, worker: JobWorker, describe, on_event, on_done, on_finished):
+    def __init__(
+        self, owner: QObject, worker: JobWorker, bar, describe, on_event, on_done, on_stopped, on_finished
+    ):
         super().__init__(owner)
-        self.worker, self.describe = worker, describe
-        self.on_event, self.on_done, self.on_finished = on_event, on_done, on_finished
+        self.worker, self.bar, self.describe = worker, bar, describe
+        self.on_event, self.on_done, self.on_stopped, self.on_finished = (
+            on_event,
+            on_done,
+            on_stopped,
+            on_finished,
+        )
         self.destroyed.connect(worker.quit)
 
     def yielded(self, event) -> None:
-        bar = self.worker.pbar
-        if event.total and event.total != bar.total:
-            bar.total = event.total
-        bar.update(event.done - bar.n)
-        bar.set_description(self.describe(event))
         if self.on_event is not None:
             self.on_event(event)
+        # Last: updating the bar may handle the job's next events before it returns.
+        if event.total and event.total != self.bar.total:
+            self.bar.total = event.total
+        if event.done > self.bar.n:
+            self.bar.update(event.done - self.bar.n)
+        self.bar.set_description(self.describe(event))
 
     def returned(self, result) -> None:
-        self.on_done(result, self.worker.cancelled)
+        if result is STOPPED:
+            if self.on_stopped is not None:
+                self.on_stopped()
+        else:
+            self.on_done(result, self.worker.cancelled)
 
     def finished(self) -> None:
         self.on_finished()
@@ -120,27 +152,29 @@ def start_job(
     doing: str,
     total: int,
     describe: Callable[[object], str],
-    on_event: Callable[[object], None] | None = None,
     on_done: Callable[[object, bool], None],
     on_finished: Callable[[], None],
+    on_event: Callable[[object], None] | None = None,
+    on_stopped: Callable[[], None] | None = None,
     stop_by_closing: bool = True,
 ) -> JobWorker:
     """Start ``make_events(should_stop)`` in a thread worker with a napari progress bar, for ``owner``.
 
-    ``describe(event)`` gives the progress bar's text; ``on_event(event)`` runs in the main thread for
-    each event, ``on_done(result, cancelled)`` when the generator has ended (not after an error; errors
-    become a notification "Error while <doing>: ..."), and ``on_finished()`` always, last. If ``owner`` is
-    deleted first, the job is stopped and none of these run.
+    In the GUI thread: ``on_event(event)`` for each event (then the bar shows ``describe(event)``);
+    ``on_done(result, stop_requested)`` when the generator ended by itself (a trainer told to stop ends so,
+    returning its model); ``on_stopped()`` when it was closed early; neither after an error, which becomes a
+    notification "Error while <doing>: ..."; ``on_finished()`` always, last. If ``owner`` is deleted first,
+    the job is stopped and none of these run.
     """
     stop = threading.Event()
     events = make_events(stop.is_set)
     worker = JobWorker(events, stop, stop_by_closing)
-    worker.pbar = cancelable_progress(total=total, desc=doing, cancel_callback=worker.quit)
-    relay = _Relay(owner, worker, describe, on_event, on_done, on_finished)
+    bar = _CancellableBar(total=total, desc=doing, cancel_callback=worker.quit)
+    relay = _Relay(owner, worker, bar, describe, on_event, on_done, on_stopped, on_finished)
     worker.yielded.connect(relay.yielded)
     worker.returned.connect(relay.returned)
     worker.errored.connect(partial(_notify_error, doing))
-    worker.finished.connect(worker.pbar.close)
+    worker.finished.connect(bar.close)  # not through the relay: the bar must go even if the owner has
     worker.finished.connect(relay.finished)
     worker.start()
     return worker

@@ -115,6 +115,7 @@ class DenoiseWidget(QWidget):
         column.addStretch(1)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.scroll.setWidget(sections)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -255,7 +256,8 @@ class DenoiseWidget(QWidget):
         self.blocks_table.setHorizontalHeaderLabels(["output", "mean resin IQR"])
         self.blocks_table.verticalHeader().setVisible(False)
         self.blocks_table.horizontalHeader().setStretchLastSection(True)
-        self.blocks_table.setMaximumHeight(160)
+        self.blocks_table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self._fit_table()
         self.depth_spin = QSpinBox()
         self.depth_spin.setRange(1, 1)
         self.depth_spin.setToolTip("Cut the model after this many blocks for the preview and the full run")
@@ -360,8 +362,10 @@ class DenoiseWidget(QWidget):
             lines.append(
                 f"{Path(path).name}" + (f": {format_bytes(size)} on disk" if size is not None else "")
             )
-        if data.ndim >= 3:
-            lines.append("voxel (z, y, x): " + " × ".join(f"{s:g}" for s in layer.scale[-3:]))
+        voxel = _voxel_size(layer)
+        if data.ndim >= 3 and voxel is not None:
+            unit = " nm" if layer.metadata.get("voxel_size_nm") else ""
+            lines.append("voxel (z, y, x): " + " × ".join(f"{s:g}" for s in voxel) + unit)
         self.data_info.setText("\n".join(lines))
         self.data_warning.setText(_stack_warning(layer, data))
 
@@ -405,6 +409,7 @@ class DenoiseWidget(QWidget):
         self.depth_spin.setRange(1, model.depth)
         self.depth_spin.setValue(model.depth)
         self.blocks_table.setRowCount(0)
+        self._fit_table()
         self._show_depth_cost()
         self._update_buttons()
 
@@ -537,15 +542,17 @@ class DenoiseWidget(QWidget):
         self._preview_z = z
         started = time.perf_counter()
 
-        def done(output, cancelled: bool) -> None:
-            if cancelled:
-                self.preview_status.setText(f"Preview of slice {z} stopped.")
-                return
+        def done(output, _) -> None:
             show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
             self.preview_status.setText(f"Slice {z} denoised in {time.perf_counter() - started:.2f} s.")
 
+        def stopped() -> None:
+            self.preview_status.setText(f"Preview of slice {z} stopped.")
+
         self.preview_status.setText(f"Denoising slice {z}…")
-        return self._start_slice_job(PREVIEW_JOB, layer, self._model_for_run(), z, blocks=False, on_done=done)
+        return self._start_slice_job(
+            PREVIEW_JOB, layer, self._model_for_run(), z, blocks=False, on_done=done, on_stopped=stopped
+        )
 
     def explore_depth(self):
         """Show y_1 .. y_K of the slice on screen as "<input> NRRN blocks" (a block slider), the final output
@@ -555,9 +562,7 @@ class DenoiseWidget(QWidget):
             return None
         z = current_slice(layer, self.viewer.dims.point)
 
-        def done(result, cancelled: bool) -> None:
-            if cancelled:
-                return
+        def done(result, _) -> None:
             output, blocks = result
             show_result(self.viewer, result_name(layer.name, BLOCKS), layer, *blocks_result(layer, z, blocks))
             show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
@@ -565,7 +570,7 @@ class DenoiseWidget(QWidget):
 
         return self._start_slice_job(BLOCKS_JOB, layer, model, z, blocks=True, on_done=done)
 
-    def _start_slice_job(self, kind: str, layer, model, z: int, blocks: bool, on_done):
+    def _start_slice_job(self, kind: str, layer, model, z: int, blocks: bool, on_done, on_stopped=None):
         from napari_nrrn.engine.inference import iter_denoise_slice
 
         stack, tile, device = stack_data(layer), self.tile_spin.value() or None, self._device()
@@ -582,6 +587,7 @@ class DenoiseWidget(QWidget):
             total=1,
             describe=lambda event: f"NRRN {what} of slice {z}: tile {event.done}/{event.total}",
             on_done=on_done,
+            on_stopped=on_stopped,
         )
 
     def block_scores(self, layer, blocks, output) -> list[float] | None:
@@ -596,6 +602,12 @@ class DenoiseWidget(QWidget):
             return None
         return [mean_line_iqr(image, lines) for image in (*blocks, output)]
 
+    def _fit_table(self) -> None:
+        """Size the block table to its rows, so no row hides behind a scroll bar."""
+        table = self.blocks_table
+        rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
+        table.setFixedHeight(table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth())
+
     def _show_block_scores(self, layer, blocks, output) -> None:
         try:
             scores = self.block_scores(layer, blocks, output)
@@ -608,6 +620,7 @@ class DenoiseWidget(QWidget):
             self.blocks_table.setItem(row, 0, QTableWidgetItem(name))
             text = f"{scores[row]:.2f}" if scores is not None else "draw resin lines"
             self.blocks_table.setItem(row, 1, QTableWidgetItem(text))
+        self._fit_table()
 
     def _on_slice_change(self, event=None) -> None:
         """Auto-preview: re-run (debounced) when the input's slice on screen changes, not for other axes."""
@@ -632,7 +645,6 @@ class DenoiseWidget(QWidget):
         model = self._model_for_run()
         stack, tile, device = stack_data(layer), self.tile_spin.value() or None, self._device()
         voxel = _voxel_size(layer)
-        last = []
 
         def describe(event) -> str:
             return (
@@ -640,13 +652,14 @@ class DenoiseWidget(QWidget):
                 f"ETA {format_duration(event.eta_s)}"
             )
 
-        def done(_, cancelled: bool) -> None:
-            # The writer's last event comes once the file is complete under its final name.
-            if not last or last[-1].done < last[-1].total:
-                self.stack_status.setText(f"Cancelled: {path.name} was not written.")
-                return
-            self.stack_status.setText(f"Saved {path} ({last[-1].elapsed_s:.1f} s).")
+        started = time.perf_counter()
+
+        def done(_, __) -> None:  # the writer ended: the file is complete under its final name
+            self.stack_status.setText(f"Saved {path} ({time.perf_counter() - started:.1f} s).")
             self._open_result(layer, path)
+
+        def stopped() -> None:  # the writer was closed: it removed its partial file
+            self.stack_status.setText(f"Cancelled: {path.name} was not written.")
 
         self.stack_status.setText(f"Denoising {layer.name} to {path}…")
         return self._start(
@@ -660,8 +673,8 @@ class DenoiseWidget(QWidget):
             doing=f"denoising {layer.name} to {path}",
             total=int(stack.shape[0]),
             describe=describe,
-            on_event=last.append,
             on_done=done,
+            on_stopped=stopped,
         )
 
     def _open_result(self, layer, path: Path) -> None:
