@@ -32,6 +32,21 @@ from _docs import replace_section  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 MEDULLA = REPO.parent / "shared" / "data" / "fibsem_flyem_medulla_A_250cube.tif"
 SECTION = "## Distributed throughput"
+USAGE = """How to run it. `napari-nrrn denoise STACK OUT.ome.zarr --workers N` starts N local worker processes
+(one task at a time each, torch sharing the cores between them); `--scheduler tcp://HOST:8786` joins a
+cluster you started, for example one worker per GPU:
+
+    dask scheduler                                            # prints tcp://HOST:8786
+    dask worker tcp://HOST:8786 --nworkers 4 --nthreads 1 --name gpu   # workers gpu-0 .. gpu-3
+
+Each worker loads the model once and uses GPU `rank % GPU count` (rank from its name: LocalCluster's 0, 1, ...
+or `--name gpu`'s gpu-0, gpu-1, ...; or give each worker one GPU with CUDA_VISIBLE_DEVICES). Every worker must
+be able to open STACK and write OUT by the same path (a shared file system). Tasks of 8 slices read 10 input
+slices and write their slices straight into OUT; nothing passes through the client. OUT is written as
+`OUT.partial` with a checksummed record per finished chunk; after a crash or Ctrl-C, the same command
+verifies the records against the data, skips the chunks that match and computes the rest; OUT gets its name
+when complete.
+"""
 
 
 def drain(events):
@@ -130,7 +145,8 @@ def main() -> int:
             f"{cores} cores the cluster cannot beat one process by much; it pays where there are more "
             "cores, GPUs or machines than one process can use.\n\n"
             + "\n".join(lines)
-            + "\n\nCommand: `python benchmarks/bench_distributed.py --write-docs`.\n"
+            + "\n\nCommand: `python benchmarks/bench_distributed.py --write-docs`.\n\n"
+            + USAGE
         )
         replace_section(REPO / "docs" / "benchmarks.md", SECTION, body)
     return 0

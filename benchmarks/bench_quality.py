@@ -15,7 +15,7 @@ PSNR against the clean reference on the scored slices: an oracle tuning no user 
 shown at their best. On the SEM image, Gaussian and median filters use the medulla's best parameters,
 NL-means and BM3D their noise-estimated defaults.
 
-    python benchmarks/bench_quality.py                  # 5 CPU-minutes of training, ~10 wall minutes
+    python benchmarks/bench_quality.py                  # 10 CPU-minutes of training, ~12 wall minutes
     python benchmarks/bench_quality.py --write-docs     # also the docs section and docs/images/quality.png
 """
 
@@ -120,7 +120,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--cpu-minutes", type=float, default=5.0, help="NRRN training budget (process CPU time)"
+        "--cpu-minutes", type=float, default=10.0, help="NRRN training budget, process CPU minutes"
     )
     parser.add_argument("--write-docs", action="store_true", help=f"write {SECTION} and {FIGURE.name}")
     args = parser.parse_args()
