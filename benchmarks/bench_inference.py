@@ -130,8 +130,9 @@ def exact_tiler_module(model, images, tile: int) -> np.ndarray:
     return output
 
 
-def fused_tiles(model, images, tile: int, dtype, use_mkldnn: bool) -> np.ndarray:
-    steps = run_tiles(FusedNRRN(model, torch.device("cpu"), dtype, use_mkldnn), images, tile, model.halo)
+def fused_tiles(model, images, tile: int, dtype, use_mkldnn: bool, per_batch: int = 1) -> np.ndarray:
+    fused = FusedNRRN(model, torch.device("cpu"), dtype, use_mkldnn)
+    steps = run_tiles(fused, images, tile, model.halo, per_batch=per_batch)
     while True:
         try:
             steps.send(None)
@@ -153,6 +154,7 @@ def variants(depth: int, size: int) -> dict[str, str]:
         "(= precision='float32')",
         "fused-bf16": f"as above in bfloat16 (AMX), core {CPU_TILE} = denoise_slice defaults on this CPU",
     }
+    table["fused-bf16-4-tiles"] = "as fused-bf16, 4 tiles per forward pass instead of 1"
     for tile in (112, 176, 368, 496, size):
         table[f"fused-bf16-tile{tile}"] = f"fused bfloat16, core {tile}" + (
             " (whole slice)" if tile == size else ""
@@ -176,13 +178,15 @@ def run_variant(name: str, model, images, depth: int) -> np.ndarray:
         return fused_tiles(model, images, CPU_TILE, torch.float32, use_mkldnn=False)
     if name == "fused-fp32":
         return fused_tiles(model, images, CPU_TILE, torch.float32, use_mkldnn=True)
+    if name == "fused-bf16-4-tiles":
+        return fused_tiles(model, images, CPU_TILE, torch.bfloat16, use_mkldnn=True, per_batch=4)
     tile = int(name.removeprefix("fused-bf16-tile")) if name.startswith("fused-bf16-tile") else CPU_TILE
     return fused_tiles(model, images, tile, torch.bfloat16, use_mkldnn=True)
 
 
 def child(args) -> None:
     """Run one variant: warm up on a crop, time the whole slice, save the uint8 output and the numbers."""
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     model = load_model(args.model_file)
     raw = triplet(args.size)
     stats = [slice_stats(image) for image in raw]
@@ -228,7 +232,7 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def run_rounds(names, args, model_file: Path, scratch: Path):
+def run_rounds(names, args, threads: int, model_file: Path, scratch: Path):
     """Wall and CPU seconds per round, peak RSS and the uint8 output of every variant."""
     wall = {name: [] for name in names}
     cpu = {name: [] for name in names}
@@ -238,15 +242,68 @@ def run_rounds(names, args, model_file: Path, scratch: Path):
         for name in names:
             out = scratch / f"{name}.npy"
             child_args = ["--variant", name, "--model-file", str(model_file), "--out", str(out)]
-            child_args += ["--size", str(args.size), "--threads", str(args.threads)]
+            child_args += ["--size", str(args.size), "--threads", str(threads)]
             subprocess.run([sys.executable, __file__, *child_args], check=True)
             result = json.loads(out.with_suffix(".json").read_text())
             wall[name].append(result["seconds"])
             cpu[name].append(result["cpu_seconds"])
             peaks[name] = max(peaks[name], result["peak_rss_mib"])
             outputs[name] = np.load(out)
-            print(f"round {round_index + 1}: {name}: {result['seconds']:.2f} s", flush=True)
+            print(
+                f"{threads} threads, round {round_index + 1}: {name}: {result['seconds']:.2f} s", flush=True
+            )
     return wall, cpu, peaks, outputs
+
+
+def speed_table(descriptions, wall, cpu, peaks, outputs, size: int, model) -> list[str]:
+    megapixels = size**2 / 1e6
+    useful_gflop = flop_per_pixel(model.depth, model.width) * size**2 / 1e9
+    reference = outputs.get("authors")
+    rows = [
+        "| variant | Mpx/s | s/Mpx | CPU s/Mpx | useful GFLOP/s | speed-up vs authors (wall / CPU) | "
+        "max grey-level diff vs authors | peak RSS MiB | rounds, wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in wall:
+        best, best_cpu = min(wall[name]), min(cpu[name])
+        speedup = diff = ""
+        if reference is not None:
+            speedup = f"{min(wall['authors']) / best:.1f}x / {min(cpu['authors']) / best_cpu:.1f}x"
+            diff = str(int(np.abs(outputs[name].astype(int) - reference).max()))
+        rounds = ", ".join(f"{t:.1f}" for t in wall[name])
+        rows.append(
+            f"| `{name}`: {descriptions[name]} | {megapixels / best:.3f} | {best / megapixels:.2f} | "
+            f"{best_cpu / megapixels:.2f} | {useful_gflop / best:.0f} | {speedup} | {diff} | "
+            f"{peaks[name]:.0f} | {rounds} |"
+        )
+    return rows
+
+
+# What the variants do not show: alternatives measured once by hand during development (one torch thread,
+# process CPU time, a 254 x 254 window = one 240-pixel tile with its halo, K=4, C=32), and why each was
+# dropped.
+NOTES = """\
+What the table's steps change, in order: the tiler (pixels computed per output pixel above); batching both
+branches in one call; the fused forward (channels-last, one convolution per gate, oneDNN post-ops for the
+activations, the gate sums and r * Ah(P)); then bfloat16 on this CPU's AMX units. In float32 the
+convolutions already run near this core's peak, so float32 is conv-bound; in bfloat16 the convolutions take
+about a third of the time and the elementwise work (tanh, channel maximum, lerp, concatenation) the rest.
+
+Measured and dropped (one thread, CPU time of one 254 x 254 window, K=4, C=32):
+- One wide convolution per input (Ar, Az, Ah, S of P as C->4C; Br, Bz, Bh of X as C->3C), as first planned:
+  the C->4C convolution ran at 117 GFLOP/s against 165 for C->C in float32, and the elementwise steps on
+  channel slices of its channels-last output were 2 to 7 times slower than on contiguous tensors.
+- The one-channel stem as a plain convolution: 92 ms for four 384 x 384 images in bfloat16, 24 ms with the
+  input padded to 4 channels (so 8 channels are used: room for the hi/lo split of the input).
+- torch.compile of the fused forward (inductor, CPU): 29 s to compile one tile shape, then 13% slower than
+  the eager fused forward with oneDNN post-ops (0.273 s against 0.241 s per window in bfloat16).
+- float16 on this CPU (AVX512-FP16, no AMX-FP16): 3.9x slower than bfloat16.
+- tanh as 2 sigmoid(2x) - 1 (faster kernel, weights doubled) and the channel maximum taken in float32: gains
+  within the noise of repeated runs (under 5%), float32 slower: not kept.
+- Sharing the centre's first-block convolutions between the branches: at most 3 of the 56 convolutions, and
+  it does not combine with the cat(P, X) convolution that computes Ar(P) + Br(X) in one pass.
+- Several tiles per forward pass on CPU: see the `fused-bf16-4-tiles` row.
+"""
 
 
 def main() -> None:
@@ -254,11 +311,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size", type=int, default=1000, help="slice side in pixels (default 1000)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds over all variants; fastest kept")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds over all variants; fastest kept")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[2, 1], help="torch thread counts, one table each"
+    )
     parser.add_argument("--model", type=Path, help="model file (default: the shipped default model)")
     parser.add_argument("--only", nargs="+", help="run only these variants (docs/ is not written)")
-    parser.add_argument("--no-write", action="store_true", help="print the table, do not touch docs/")
+    parser.add_argument("--no-write", action="store_true", help="print the tables, do not touch docs/")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--model-file", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -268,6 +327,7 @@ def main() -> None:
 
     command = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
     load_before = os.getloadavg()
+    tables = []
     with tempfile.TemporaryDirectory() as scratch:
         model_file = args.model or default_model_path()
         if args.model is None and not model_file.exists():
@@ -280,52 +340,44 @@ def main() -> None:
         else:
             model_note = f"`{model_file.name}`"
         model = load_model(model_file)
-        names = variants(model.depth, args.size)
-        chosen = args.only or list(names)
-        wall, cpu, peaks, outputs = run_rounds(chosen, args, model_file, Path(scratch))
+        descriptions = variants(model.depth, args.size)
+        chosen = args.only or list(descriptions)
+        for threads in args.threads:
+            wall, cpu, peaks, outputs = run_rounds(chosen, args, threads, model_file, Path(scratch))
+            rows = speed_table(descriptions, wall, cpu, peaks, outputs, args.size, model)
+            tables += [f"{threads} torch thread{'s' if threads > 1 else ''}:", "", *rows, ""]
     load_after = os.getloadavg()
-
-    megapixels = args.size**2 / 1e6
-    useful_gflop = flop_per_pixel(model.depth, model.width) * args.size**2 / 1e9
-    reference = outputs.get("authors")
-    rows = [
-        "| variant | Mpx/s | s/Mpx | CPU s/Mpx | useful GFLOP/s | speed-up vs authors (wall / CPU) | "
-        "max grey-level diff vs authors | peak RSS MiB | rounds, wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name in chosen:
-        best, best_cpu = min(wall[name]), min(cpu[name])
-        speedup = diff = ""
-        if reference is not None:
-            speedup = f"{min(wall['authors']) / best:.1f}x / {min(cpu['authors']) / best_cpu:.1f}x"
-            diff = str(int(np.abs(outputs[name].astype(int) - reference).max()))
-        rounds = ", ".join(f"{t:.1f}" for t in wall[name])
-        rows.append(
-            f"| `{name}`: {names[name]} | {megapixels / best:.3f} | {best / megapixels:.2f} | "
-            f"{best_cpu / megapixels:.2f} | {useful_gflop / best:.0f} | {speedup} | {diff} | "
-            f"{peaks[name]:.0f} | {rounds} |"
+    crops = len(authors_positions(args.size, AUTHORS_CROP, model.depth + 5)) ** 2
+    coverage_authors = crops * AUTHORS_CROP**2 / args.size**2
+    coverage_exact = (
+        sum(
+            (t.window[0].stop - t.window[0].start) * (t.window[1].stop - t.window[1].start)
+            for t in plan_tiles((args.size, args.size), CPU_TILE, model.halo)
         )
+        / args.size**2
+    )
     text = "\n".join(
         [
             SECTION,
             "",
             f"Command: `{command}`",
             "",
-            f"Machine: {cpu_name()}, {os.cpu_count()} cores, {args.threads} torch threads, torch "
-            f"{torch.__version__}, Python {platform.python_version()}; load average {load_before[0]:.1f} "
-            f"before, {load_after[0]:.1f} after (other jobs shared the cores: wall times are noisy, CPU "
-            f"seconds less so). Data: FlyEM medulla slices {CENTRE_SLICE - 1}-{CENTRE_SLICE + 1} "
-            f"(`{DATA.name}`), mirror-tiled to {args.size}x{args.size} uint8. Model: {model_note}: depth "
-            f"{model.depth}, width {model.width}, "
+            f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
+            f"{platform.python_version()}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} "
+            "after: other jobs shared the cores, so wall times are noisy (with 2 threads, each waits for "
+            "the other at every operation) and CPU seconds less so. Data: FlyEM medulla slices "
+            f"{CENTRE_SLICE - 1}-{CENTRE_SLICE + 1} (`{DATA.name}`), mirror-tiled to {args.size}x{args.size} "
+            f"uint8. Model: {model_note}: depth {model.depth}, width {model.width}, "
             f"{flop_per_pixel(model.depth, model.width) / 1e6:.2f} MFLOP of useful work per output pixel "
-            "(both branches).",
+            f"(both branches). Pixels computed per output pixel: {coverage_authors:.2f} with the authors' "
+            f"tiler, {coverage_exact:.2f} with exact tiles of core {CPU_TILE}.",
             "",
             f"Fastest of {args.repeats} rounds; each variant runs in its own process after a warm-up on a "
             f"{WARM_UP}x{WARM_UP} crop, variants interleaved. Grey-level differences are between uint8 "
             "outputs.",
             "",
-            *rows,
-            "",
+            *tables,
+            NOTES,
         ]
     )
     print(text)

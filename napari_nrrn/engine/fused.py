@@ -6,7 +6,8 @@ returns their average. What makes it faster on CPU (measured, see docs/benchmark
 - every gate its own convolution, so each result is a contiguous tensor: elementwise work on slices of one
   wide fused output was slower than what the wider convolution saved;
 - the two gates that are summed, Ar(P) + Br(X) and Az(P) + Bz(X), as one convolution of cat(P, X) with
-  weights [A | B], the sigmoid fused into it; tanh of the memory conv fused as well (oneDNN post-ops);
+  weights [A | B], the sigmoid fused into it; the memory conv's tanh, r * Ah(P) and Bh(X) + ... fused into
+  their convolutions as well (oneDNN post-ops, as torch.compile uses them);
 - the one-channel stem input padded to ``STEM_CHANNELS`` channels, which oneDNN handles far faster; in low
   precision the second channel carries the rounding error of the first (x = hi + lo), so the image itself
   enters at nearly float32 precision. The running estimate y stays float32 throughout.
@@ -90,6 +91,14 @@ class FusedNRRN:
             return self._pointwise(x, *weight_bias, _UNIT, _UNIT, _UNIT, 1, activation, [], "")
         return _ACTIVATIONS[activation](F.conv2d(x, *weight_bias, padding=1))
 
+    def _conv_times(self, x, other, weight_bias):
+        """conv(x) * other (``other`` may be overwritten)."""
+        if self._pointwise is not None:
+            return self._pointwise.binary(
+                x, other, *weight_bias, _UNIT, _UNIT, _UNIT, 1, "mul", None, None, [], ""
+            )
+        return other.mul_(F.conv2d(x, *weight_bias, padding=1))
+
     def _conv_plus(self, x, other, weight_bias):
         """conv(x) + other (``other`` may be overwritten)."""
         if self._pointwise is not None:
@@ -122,7 +131,7 @@ class FusedNRRN:
             both = torch.cat([memory, signal], dim=1)
             reset = self._conv(both, reset_conv, "sigmoid")
             update = self._conv(both, update_conv, "sigmoid")
-            gated_memory = reset.mul_(self._conv(memory, candidate_memory))
+            gated_memory = self._conv_times(memory, reset, candidate_memory)  # r * Ah(P)
             candidate = self._conv_plus(signal, gated_memory, candidate_signal).tanh_()
             hidden = candidate.lerp_(memory, update)  # z * P + (1 - z) * candidate
             if index + 1 < len(self.blocks):

@@ -89,13 +89,15 @@ def _cast_like(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return image.astype(dtype)
 
 
-def run_tiles(fused: FusedNRRN, images, tile: int, halo: int, blocks: bool = False):
-    """Run ``fused`` over z-scored (prev, centre, next) images tile by tile. Yields Progress per batch of
-    tiles; returns the stitched z-scored output and the per-block outputs (StopIteration.value)."""
+def run_tiles(fused: FusedNRRN, images, tile: int, halo: int, blocks: bool = False, per_batch=None):
+    """Run ``fused`` over z-scored (prev, centre, next) images, ``per_batch`` tiles per forward pass (default:
+    1 on CPU, where more was not faster, GPU_TILES_PER_BATCH on CUDA). Yields Progress per batch; returns the
+    stitched z-scored output and the per-block outputs (StopIteration.value)."""
     shape = images[0].shape
     plan = plan_tiles(shape, tile, halo)
     on_gpu = fused.device.type == "cuda"
-    per_batch = GPU_TILES_PER_BATCH if on_gpu else 1
+    if per_batch is None:
+        per_batch = GPU_TILES_PER_BATCH if on_gpu else 1
     output = np.empty(shape, np.float32)
     block_outputs = [np.empty(shape, np.float32) for _ in range(len(fused.blocks))] if blocks else []
     start = time.perf_counter()
