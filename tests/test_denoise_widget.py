@@ -201,7 +201,7 @@ def test_cancelled_full_stack_run_leaves_no_file(dock, qtbot, crop, tmp_path):
     assert STACK_JOB in widget.jobs and not widget.stack_button.isEnabled()
     assert [p.name for p in tmp_path.glob("cancelled.tif.partial*")], "the writer has a partial file open"
     with qtbot.waitSignal(widget.job_finished, timeout=WAIT_MS):
-        widget.cancel(STACK_JOB)
+        widget.jobs[STACK_JOB].pbar.cancel()  # what the Cancel button of napari's activity dock calls
         gate.set()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]
     assert widget.stack_status.text() == "Cancelled: cancelled.tif was not written."
@@ -236,7 +236,7 @@ def test_cancelled_training_keeps_a_usable_checkpoint(dock, qtbot, tmp_path):
     set_up_training(widget, tmp_path, steps=1_000_000)
     start_and_wait_for_progress(qtbot, widget, widget.start_training)
     with qtbot.waitSignal(widget.job_finished, timeout=WAIT_MS):
-        widget.cancel(TRAIN)
+        widget.cancel_train_button.click()
     saved = load_model(tmp_path / "trained.pt")
     step = saved.metadata["training"]["step"]
     assert 1 <= step < 1_000_000
@@ -274,3 +274,13 @@ def test_errors_read_as_plain_messages():
     assert plain_message(ValueError("tile 8 is smaller than the halo"), "previewing") == (
         "Error while previewing: tile 8 is smaller than the halo"
     )
+
+
+def test_closing_the_viewer_stops_training_with_a_checkpoint(dock, qtbot, tmp_path):
+    viewer, widget, _ = dock
+    set_up_training(widget, tmp_path, steps=1_000_000)
+    start_and_wait_for_progress(qtbot, widget, widget.start_training)
+    worker = widget.jobs[TRAIN]
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.close()
+    assert load_model(tmp_path / "trained.pt").metadata["training"]["step"] < 1_000_000

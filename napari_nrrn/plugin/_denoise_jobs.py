@@ -169,7 +169,7 @@ def start_job(
     stop = threading.Event()
     events = make_events(stop.is_set)
     worker = JobWorker(events, stop, stop_by_closing)
-    bar = _CancellableBar(total=total, desc=doing, cancel_callback=worker.quit)
+    worker.pbar = bar = _CancellableBar(total=total, desc=doing, cancel_callback=worker.quit)
     relay = _Relay(owner, worker, bar, describe, on_event, on_done, on_stopped, on_finished)
     worker.yielded.connect(relay.yielded)
     worker.returned.connect(relay.returned)

@@ -74,7 +74,7 @@ def show_result(viewer, name: str, like, data, placement: dict | None = None):
             return layer
         viewer.layers.remove(name)
     return viewer.add_image(
-        data, name=name, contrast_limits=like.contrast_limits, colormap=like.colormap.name, **placement
+        data, name=name, contrast_limits=like.contrast_limits, colormap=like.colormap, **placement
     )
 
 
