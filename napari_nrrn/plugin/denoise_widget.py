@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -800,6 +801,7 @@ def _voxel_size(layer) -> tuple[float, float, float] | None:
     return None if scale == (1.0, 1.0, 1.0) else scale
 
 
+@lru_cache(maxsize=64)  # the data panel refreshes on every layer change; a folder may hold many files
 def _disk_bytes(path: str) -> int | None:
     from napari_nrrn.io.stack import inspect_stack
 
