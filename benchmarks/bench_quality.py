@@ -208,29 +208,28 @@ def plot(clean, outputs, labels, table, path: Path) -> None:
 
     z = SCORED[1]
     crop = (slice(60, 188), slice(60, 188))
-    panels = [("clean reference", clean[z])] + [(labels[key], images[z]) for key, images in outputs.items()]
+    panels = [("clean reference", clean[z], None)]
+    panels += [(labels[key], images[z], table[key][0]) for key, images in outputs.items()]
     columns = 4
     rows = -(-len(panels) // columns)
-    figure = plt.figure(figsize=(3 * columns, 3 * rows + 3.2), dpi=100)
-    grid = figure.add_gridspec(rows + 1, columns, height_ratios=[1] * rows + [1.1])
-    for i, (title, image) in enumerate(panels):
-        axis = figure.add_subplot(grid[i // columns, i % columns])
-        axis.imshow(image[crop], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        score = "" if title == "clean reference" else f"\n{table[list(outputs)[i - 1]][0]:.2f} dB"
-        axis.set_title(title + score, fontsize=9)
+    figure = plt.figure(figsize=(12, 3.2 * rows + 3.4), dpi=100, layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[3.2 * rows, 3.4])
+    axes = top.subplots(rows, columns).ravel()
+    for axis in axes:
         axis.axis("off")
+    for axis, (title, image, score) in zip(axes, panels, strict=False):  # more axes than panels
+        axis.imshow(image[crop], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axis.set_title(title if score is None else f"{title}\n{score:.2f} dB", fontsize=9)
+    top.suptitle(f"FlyEM medulla slice {z}, 128x128 crop, synthetic noise of ~19 grey levels", fontsize=11)
     keys = list(table)
-    for column, (metric, index) in enumerate((("PSNR (dB)", 0), ("SSIM", 1))):
-        axis = figure.add_subplot(grid[rows, column * 2 : column * 2 + 2])
+    for axis, (metric, index) in zip(bottom.subplots(1, 2), (("PSNR (dB)", 0), ("SSIM", 1)), strict=True):
         values = [table[key][index] for key in keys]
         axis.barh([labels[key] for key in keys], values, color=["#bbb"] + ["#7a9"] * (len(keys) - 1))
-        low = min(values)
-        axis.set_xlim(low - (max(values) - low) * 0.15, max(values) + (max(values) - low) * 0.1)
+        low, high = min(values), max(values)
+        axis.set_xlim(low - (high - low) * 0.15, high + (high - low) * 0.1)
         axis.set_xlabel(metric)
         axis.tick_params(labelsize=8)
         axis.invert_yaxis()
-    figure.suptitle(f"FlyEM medulla slice {z} (128x128 crop), synthetic noise ~19 grey levels", fontsize=11)
-    figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
