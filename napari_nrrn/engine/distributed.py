@@ -58,7 +58,8 @@ class ModelPlugin(WorkerPlugin):
     to one GPU sees one device and uses it).
     """
 
-    idempotent = True  # the name carries the checkpoint's hash: registering the same model again is a no-op
+    # The name carries the checkpoint's hash, the device and the threads: registering it again is a no-op.
+    idempotent = True
 
     def __init__(self, checkpoint: bytes, device: str | None = None, torch_threads: int | None = None):
         self.checkpoint = checkpoint
@@ -263,6 +264,7 @@ def iter_denoise_distributed(
     checkpoint = _checkpoint_bytes(model)
     job = {
         "source": source,
+        "source_token": stack.name,  # open_stack's token: the path and the files' modification times
         "channel": channel,
         "shape": list(stack.shape),
         "dtype": str(stack.dtype),
@@ -279,7 +281,7 @@ def iter_denoise_distributed(
     skipped = _verified_chunks(partial, array_path, chunks)
     todo = [chunk for chunk in chunks if chunk not in skipped]
 
-    plugin_name = PLUGIN_PREFIX + job["model_sha256"][:16]
+    plugin_name = f"{PLUGIN_PREFIX}{job['model_sha256'][:16]}-{device}-{torch_threads}"
     client.register_plugin(ModelPlugin(checkpoint, device, torch_threads), name=plugin_name)
     run_prefix = f"napari-nrrn-{uuid.uuid4().hex[:8]}-"
 
