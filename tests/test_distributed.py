@@ -9,7 +9,7 @@ import pytest
 import tifffile
 import torch
 import zarr
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import Client, LocalCluster
 
 from napari_nrrn.cli import main as cli_main
 from napari_nrrn.engine import distributed as distributed_engine
@@ -68,6 +68,11 @@ def _chunk_range(record_file):
     return tuple(int(n) for n in record_file.stem.split("-"))
 
 
+def _slice_file(ome_zarr, z):
+    """The file of slice z in the writers' OME-Zarr layout (Zarr v3, one chunk per slice)."""
+    return ome_zarr / "0" / "c" / str(z) / "0" / "0"
+
+
 def test_resume_skips_verified_chunks_and_equals_single_process(job, client, tmp_path):
     stack_path, model_path, expected = job
     output = tmp_path / "out.ome.zarr"
@@ -82,16 +87,22 @@ def test_resume_skips_verified_chunks_and_equals_single_process(job, client, tmp
     records = sorted((partial / RECORDS_DIR).glob("*.json"))
     assert 1 <= len(records) < DEPTH // CHUNK
     # Damage one recorded chunk after its record was written: verification must catch it.
-    start, _ = _chunk_range(records[0])
-    zarr.open_array(str(partial / "0"), mode="r+")[start] = 0
+    damaged = _chunk_range(records[0])
+    zarr.open_array(str(partial / "0"), mode="r+")[damaged[0]] = 0
+    kept = [_chunk_range(record) for record in records[1:]]
+    written = {
+        z: _slice_file(partial, z).stat().st_mtime_ns for start, stop in kept for z in range(start, stop)
+    }
 
     # Another cluster resumes, as after a crash.
-    with get_task_stream(client) as stream:
-        run = _drain(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=CHUNK))
-    executed = {t["key"] for t in stream.data if str(t["key"]).startswith("napari-nrrn-")}
+    run = _drain(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=CHUNK))
 
-    assert run.chunks_skipped == len(records) - 1
-    assert run.chunks_computed == DEPTH // CHUNK - run.chunks_skipped == len(executed)
+    assert (run.chunks_skipped, run.chunks_computed) == (len(kept), DEPTH // CHUNK - len(kept))
+    # The verified chunks' slices were not written again; all others were written by this run.
+    assert {z: _slice_file(output, z).stat().st_mtime_ns for z in written} == written
+    first_run_ended = max(written.values())
+    rewritten = [z for z in range(DEPTH) if z not in written]
+    assert all(_slice_file(output, z).stat().st_mtime_ns > first_run_ended for z in rewritten)
     result = open_stack(output)
     np.testing.assert_array_equal(result.compute(), expected)
     assert result.dtype == expected.dtype

@@ -6,10 +6,11 @@ one-slice z halo), and writes its slices straight into the output: no pixels tra
 Every worker loads the model once, in a :class:`ModelPlugin`, and keeps it for all its tasks.
 
 A task writes a completion record for its chunk AFTER the data: the chunk's range and a checksum of the
-slices it wrote. A re-run of the same job (same input, model, chunking) on the partial output verifies each
-record against the slices on disk and skips the chunks that match, so a crash or a cancel loses only the
-chunks in flight. When every chunk is recorded, the records are removed and the partial output is renamed to
-its final name: an unfinished output never looks finished.
+slices it wrote. In a re-run of the same job (same input, model, chunking) on the partial output, the task of
+a recorded chunk first verifies the record against the slices on disk (on its worker: the client reads no
+pixels) and computes nothing when they match, so a crash or a cancel loses only the chunks in flight. When
+every chunk is recorded, the records are removed and the partial output is renamed to its final name: an
+unfinished output never looks finished.
 """
 
 from __future__ import annotations
@@ -135,13 +136,29 @@ def _record_path(records: Path, start: int, stop: int) -> Path:
 
 
 def _denoise_and_write(
-    plugin_name: str, source: str, channel, array_path: str, start: int, stop: int, tile, precision: str
-) -> tuple[int, int]:
-    """The task: denoise one chunk on this worker's model, write it into the output, then its record."""
+    plugin_name: str,
+    source: str,
+    channel,
+    array_path: str,
+    start: int,
+    stop: int,
+    tile,
+    precision: str,
+    recorded: bool,
+) -> tuple[int, int, bool]:
+    """The task: denoise one chunk on this worker's model, write it into the output, then its record.
+
+    A ``recorded`` chunk (an earlier run wrote its record) is first verified against the slices on disk, here
+    on the worker, where the data is: when it matches, nothing is computed. Returns (start, stop, computed).
+    """
     import zarr
 
     from napari_nrrn.io.stack import open_stack
 
+    target = zarr.open_array(array_path, mode="r+")
+    record_file = _record_path(Path(array_path).parent / RECORDS_DIR, start, stop)
+    if recorded and _record_matches(record_file, target[start:stop]):
+        return start, stop, False
     plugin = get_worker().plugins[plugin_name]
     if plugin.torch_threads:
         import torch
@@ -149,12 +166,16 @@ def _denoise_and_write(
         torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
     stack = open_stack(source, channel=channel)
     slices = denoise_chunk(plugin.model, stack, start, stop, tile, plugin.device, precision)
-    zarr.open_array(array_path, mode="r+")[start:stop] = slices
-    records = Path(array_path).parent / RECORDS_DIR
-    _write_json(
-        _record_path(records, start, stop), {"start": start, "stop": stop, "sha256": _checksum(slices)}
-    )
-    return start, stop
+    target[start:stop] = slices
+    _write_json(record_file, {"start": start, "stop": stop, "sha256": _checksum(slices)})
+    return start, stop, True
+
+
+def _record_matches(record_file: Path, slices: np.ndarray) -> bool:
+    try:
+        return json.loads(record_file.read_text()).get("sha256") == _checksum(slices)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write_json(path: Path, content: dict) -> None:
@@ -166,26 +187,6 @@ def _write_json(path: Path, content: dict) -> None:
 
 def _chunks(depth: int, chunk_slices: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_slices, depth)) for start in range(0, depth, chunk_slices)]
-
-
-def _verified_chunks(partial: Path, array_path: Path, chunks) -> set[tuple[int, int]]:
-    """The chunks whose record exists and whose checksum matches the slices on disk."""
-    import zarr
-
-    records = partial / RECORDS_DIR
-    if not records.is_dir():
-        return set()
-    array = zarr.open_array(str(array_path), mode="r")
-    verified = set()
-    for start, stop in chunks:
-        record_file = _record_path(records, start, stop)
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("sha256") == _checksum(array[start:stop]):
-            verified.add((start, stop))
-    return verified
 
 
 def _checkpoint_bytes(model) -> bytes:
@@ -278,8 +279,10 @@ def iter_denoise_distributed(
     name = output.name.removesuffix(".zarr").removesuffix(".ome")
     array_path = _prepare_partial(partial, job, name, stack.shape, stack.dtype, voxel_size)
     chunks = _chunks(stack.shape[0], chunk_slices)
-    skipped = _verified_chunks(partial, array_path, chunks)
-    todo = [chunk for chunk in chunks if chunk not in skipped]
+    # Chunks with a record are verified by their task, on a worker: the client reads no pixels.
+    recorded = {
+        tuple(int(n) for n in record.stem.split("-")) for record in (partial / RECORDS_DIR).glob("*.json")
+    }
 
     plugin_name = f"{PLUGIN_PREFIX}{job['model_sha256'][:16]}-{device}-{torch_threads}"
     client.register_plugin(ModelPlugin(checkpoint, device, torch_threads), name=plugin_name)
@@ -289,6 +292,7 @@ def iter_denoise_distributed(
         return client.submit(
             _denoise_and_write,
             *(plugin_name, source, channel, str(array_path), start, stop, tile, precision),
+            recorded=(start, stop) in recorded,
             key=f"{run_prefix}{start}-{stop}",
             pure=False,
         )
@@ -296,22 +300,20 @@ def iter_denoise_distributed(
     # A window of chunks in flight, two per worker thread: every worker always has its next chunk, the
     # output fills in roughly from the top, and a cancel leaves only the window to stop.
     window = 2 * max(1, sum(client.nthreads().values()))
-    waiting = iter(todo)
+    waiting = iter(chunks)
     in_flight = as_completed(
         [submit(*chunk) for chunk in itertools.islice(waiting, window)], loop=client.loop
     )
     began = time.perf_counter()
-    done = sum(stop - start for start, stop in skipped)
-    total = stack.shape[0]
+    done, computed, total = 0, 0, stack.shape[0]
     try:
-        yield Progress(
-            "denoise", done, total, 0.0, message=f"{len(skipped)} of {len(chunks)} chunks already written"
-        )
+        yield Progress("denoise", 0, total, 0.0, message=f"{len(recorded)} chunks to verify and skip")
         for future in in_flight:
-            start, stop = future.result()  # a task's error is raised here, with the worker's traceback
+            start, stop, was_computed = future.result()  # a task's error is raised here, with its traceback
             for chunk in itertools.islice(waiting, 1):
                 in_flight.add(submit(*chunk))
             done += stop - start
+            computed += was_computed
             yield Progress("denoise", done, total, time.perf_counter() - began)
     except BaseException:
         # Closed early, cancelled or failed: the partial output stays for a resume. Chunks already running
@@ -320,7 +322,7 @@ def iter_denoise_distributed(
         _wait_until_stopped(client, run_prefix)
         raise
     _finish(partial, output)
-    return DistributedRun(output, len(chunks), len(skipped), len(todo))
+    return DistributedRun(output, len(chunks), len(chunks) - computed, computed)
 
 
 def _running_tasks(prefix: str, dask_worker=None) -> int:
