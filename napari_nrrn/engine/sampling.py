@@ -1,0 +1,220 @@
+"""Random training patches from a lazy stack: triplets of adjacent slices, or repeated scans of one slice.
+
+Data layouts, by ``mode``:
+
+- ``"adjacent"``: a (Z, Y, X) stack, Z >= 3. A sample is (previous, centre, next) = slices (z-1, z, z+1).
+- ``"repeated-3"``: a (Z, 3, Y, X) array: 3 scans of each of Z slices (Z may be 1). A sample is the
+  3 scans (a, b, c), used as (previous, centre, next): same signal, independent noise.
+- ``"repeated-2"``: a (Z, 2, Y, X) array: 2 scans (a, b) of each slice. A sample is (a, b); training feeds
+  f(a, a) toward b and f(b, b) toward a.
+
+Stack the scans of a repeated acquisition on axis 1: ``np.stack([scan_a, scan_b], axis=1)`` or, lazily,
+``dask.array.stack([open_stack(a), open_stack(b)], axis=1)``.
+
+Slices are read one at a time (``stack[z]``) through a bounded LRU cache, and each is z-scored with its
+own whole-slice mean and standard deviation (``engine.normalise``), as at inference. A batch draws its
+centres from a *resident set* of centres whose slices all fit in the cache; one resident is replaced per
+batch, so a batch reads at most one new triplet however large the stack, and a stack that fits in the
+cache is read exactly once. Every patch of a sample gets the same random flip and 90-degree rotation.
+
+A contiguous block of centres in the middle of the stack is held out for validation; in adjacent mode no
+training triplet shares a slice with a validation triplet.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_nrrn.engine.normalise import slice_stats
+
+MODES = ("adjacent", "repeated-2", "repeated-3")
+SCANS = {"repeated-2": 2, "repeated-3": 3}
+
+
+def check_training_stack(shape: tuple[int, ...], mode: str, patch: int, reach: int = 1) -> None:
+    """ValueError naming the problem and the fix when a stack of ``shape`` cannot train in ``mode``."""
+    if mode not in MODES:
+        raise ValueError(f"training mode {mode!r} is unknown: choose one of {', '.join(MODES)}")
+    if mode == "adjacent":
+        if len(shape) != 3:
+            raise ValueError(
+                f"adjacent-slice training needs a (Z, Y, X) stack, got shape {tuple(shape)}: "
+                "a 2-D image has no neighbour slices (use a model trained elsewhere)"
+            )
+        if shape[0] < 2 * reach + 1:
+            single = " (a single 2-D image has no neighbour slices)" if shape[0] == 1 else ""
+            raise ValueError(
+                f"adjacent-slice training needs at least {2 * reach + 1} slices, the stack has {shape[0]}"
+                f"{single}: add slices, or train on repeated scans (mode repeated-2/repeated-3)"
+            )
+    else:
+        scans = SCANS[mode]
+        if len(shape) != 4 or shape[1] != scans:
+            raise ValueError(
+                f"{mode} training needs a (Z, {scans}, Y, X) array of {scans} scans per slice, got shape "
+                f"{tuple(shape)}: stack the scans on axis 1, e.g. np.stack([scan_a, scan_b], axis=1)"
+            )
+    height, width = shape[-2:]
+    if patch < 1 or patch > min(height, width):
+        raise ValueError(
+            f"patch size {patch} does not fit slices of {height}x{width} pixels: "
+            f"choose a patch between 1 and {min(height, width)}"
+        )
+
+
+class SliceCache:
+    """At most ``capacity`` slices read from ``stack``, least recently used dropped first.
+
+    An entry is the raw slice (its stored dtype: 1 byte per pixel for uint8 data) and its whole-slice
+    (mean, std), one pair per scan in repeated modes. ``reads`` counts slices read from the stack.
+    """
+
+    def __init__(self, stack, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"slice cache capacity must be at least 1, got {capacity}")
+        self.stack = stack
+        self.capacity = capacity
+        self.reads = 0
+        self._entries: OrderedDict[int, tuple[np.ndarray, list[tuple[float, float]]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, z: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        if z in self._entries:
+            self._entries.move_to_end(z)
+            return self._entries[z]
+        part = self.stack[z]
+        raw = np.asarray(part.compute() if hasattr(part, "compute") else part)
+        self.reads += 1
+        scans = raw[None] if raw.ndim == 2 else raw
+        entry = (scans, [slice_stats(scan) for scan in scans])
+        self._entries[z] = entry
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return entry
+
+    def touch(self, z: int) -> None:
+        """Mark slice ``z`` as just used, if cached."""
+        if z in self._entries:
+            self._entries.move_to_end(z)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Centres for training and for validation."""
+
+    train: np.ndarray
+    validation: np.ndarray
+
+
+def split_centres(depth: int, mode: str, validation_fraction: float, reach: int = 1) -> Split:
+    """Training and validation centres: a contiguous validation block in the middle of the stack."""
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation fraction {validation_fraction} must be in [0, 1)")
+    centres = np.arange(reach, depth - reach) if mode == "adjacent" else np.arange(depth)
+    n_val = int(round(validation_fraction * len(centres)))
+    if n_val == 0:
+        return Split(train=centres, validation=centres[:0])
+    start = (len(centres) - n_val) // 2
+    validation = centres[start : start + n_val]
+    # Adjacent triplets overlap: keep a training triplet from touching a validation slice.
+    margin = 2 * reach if mode == "adjacent" else 0
+    train = centres[(centres < validation[0] - margin) | (centres > validation[-1] + margin)]
+    if len(train) == 0:
+        raise ValueError(
+            f"a stack of {depth} slices leaves no training slices after holding out "
+            f"{validation_fraction:.0%} for validation: lower the validation fraction (0 turns it off)"
+        )
+    return Split(train=train, validation=validation)
+
+
+def _slices_of(centre: int, mode: str, reach: int) -> tuple[int, ...]:
+    return tuple(range(centre - reach, centre + reach + 1)) if mode == "adjacent" else (centre,)
+
+
+class TripletSampler:
+    """Random training patches (B, 3, P, P) = (previous, centre, next), or (B, 2, P, P) = (a, b) in
+    repeated-2 mode, z-scored per slice, float32. With ``reach`` 2 (adjacent mode) a sample is the 5
+    slices z-2 .. z+2. Deterministic for a ``seed``; ``state()`` and ``restore()`` carry the random state
+    across a checkpoint."""
+
+    def __init__(
+        self,
+        stack,
+        patch: int,
+        mode: str = "adjacent",
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        cache_bytes: int = 1 << 30,
+        reach: int = 1,
+    ):
+        shape = tuple(int(n) for n in stack.shape)
+        check_training_stack(shape, mode, patch, reach)
+        self.stack = stack
+        self.patch = patch
+        self.mode = mode
+        self.reach = reach
+        self.split = split_centres(shape[0], mode, validation_fraction, reach)
+        slice_bytes = int(np.prod(shape[1:])) * np.dtype(stack.dtype).itemsize
+        per_centre = len(_slices_of(0, mode, reach))
+        # Room for the resident centres' slices plus one incoming triplet, so a step never evicts a resident.
+        capacity = max(2 * per_centre, cache_bytes // max(slice_bytes, 1))
+        self.cache = SliceCache(stack, capacity)
+        self.resident_count = int(min(len(self.split.train), max(1, capacity // per_centre - 1)))
+        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.resident = [
+            int(c) for c in self.rng.choice(self.split.train, size=self.resident_count, replace=False)
+        ]
+
+    def state(self) -> dict:
+        """The random state and resident centres, as plain values for a checkpoint."""
+        return {"rng": self.rng.bit_generator.state, "resident": list(self.resident)}
+
+    def restore(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.resident = [int(c) for c in state["resident"]]
+
+    def _sample(self, centre: int, y: int, x: int) -> np.ndarray:
+        """The z-scored patches of one sample at (y, x), stacked on axis 0."""
+        patches = []
+        for z in _slices_of(centre, self.mode, self.reach):
+            scans, stats = self.cache.get(z)
+            for scan, (mean, std) in zip(scans, stats, strict=True):
+                window = scan[y : y + self.patch, x : x + self.patch].astype(np.float32)
+                patches.append((window - np.float32(mean)) / np.float32(std))
+        return np.stack(patches)
+
+    def _draw(self, centres, rng: np.random.Generator) -> np.ndarray:
+        height, width = self.stack.shape[-2:]
+        samples = []
+        for centre in centres:
+            y = int(rng.integers(0, height - self.patch + 1))
+            x = int(rng.integers(0, width - self.patch + 1))
+            sample = np.rot90(self._sample(int(centre), y, x), k=int(rng.integers(4)), axes=(1, 2))
+            if rng.integers(2):
+                sample = sample[:, :, ::-1]
+            samples.append(sample)
+        return np.ascontiguousarray(np.stack(samples), dtype=np.float32)
+
+    def batch(self, size: int) -> np.ndarray:
+        """``size`` random training samples from the resident centres; then one resident is replaced."""
+        for centre in self.resident:
+            for z in _slices_of(centre, self.mode, self.reach):
+                self.cache.touch(z)
+        samples = self._draw(self.rng.choice(self.resident, size=size), self.rng)
+        outside = np.setdiff1d(self.split.train, self.resident)
+        if len(outside):
+            self.resident[int(self.rng.integers(len(self.resident)))] = int(self.rng.choice(outside))
+        return samples
+
+    def validation_batch(self, size: int) -> np.ndarray | None:
+        """``size`` fixed validation samples (the same for a given seed), or None without validation."""
+        if len(self.split.validation) == 0:
+            return None
+        rng = np.random.default_rng([self.seed, 1])
+        return self._draw(rng.choice(self.split.validation, size=size), rng)

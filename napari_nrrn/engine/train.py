@@ -1,0 +1,416 @@
+"""Training NRRN on a noisy stack: a generator of ``TrainProgress`` events that returns the trained model.
+
+The caller drives it (a napari thread worker, the CLI's progress bar, a test), stops it with
+``should_stop()`` or by closing the generator, and gets a checkpoint it can resume from with the same step
+count, optimiser state and random state: a run cancelled and resumed ends with the same weights as one
+left alone (on CPU, for the same config).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_nrrn.engine.device import select_device
+from napari_nrrn.engine.events import TrainProgress
+from napari_nrrn.engine.sampling import MODES, TripletSampler, check_training_stack
+from napari_nrrn.model.loss import consensus_loss
+from napari_nrrn.model.nrrn import NRRN
+
+SCHEDULES = ("cosine", "step", "constant")
+# neighbours: the published targets, f(prev, centre) -> next and f(next, centre) -> prev.
+# neighbour-mean: f(z-2, z) and f(z+2, z) -> (z-1 + z+1) / 2, a target nearer the centre's signal.
+TARGETS = ("neighbours", "neighbour-mean")
+# Fraction of centre pixels the blind-spot term hides, and the window their stand-ins come from.
+BLIND_SPOT_FRACTION = 0.02
+BLIND_SPOT_RADIUS = 2
+# A resumed run must build the same network from the same data layout and random seed.
+RESUME_MUST_MATCH = ("depth", "width", "mode", "seed")
+
+
+@dataclass
+class TrainConfig:
+    """Training parameters. The defaults are the measured recipe of docs/training.md; the published one is
+    ``TrainConfig.published()``."""
+
+    depth: int = 4
+    width: int = 32
+    patch: int = 64
+    batch: int = 8
+    steps: int = 2000
+    seconds: float | None = None  # wall-time budget for the whole run (resumed parts included)
+    lr: float = 1e-3
+    schedule: str = "cosine"  # cosine: decay to 0 over the budget; step: x step_gamma every step_every steps
+    step_every: int = 100
+    step_gamma: float = 0.5
+    warmup_steps: int = 20  # linear warm-up of the learning rate, any schedule
+    seed: int = 0
+    device: str | None = None  # None: CUDA, then Apple MPS, then CPU
+    mode: str = "adjacent"  # adjacent | repeated-2 | repeated-3 (engine/sampling.py)
+    target: str = "neighbours"  # see TARGETS
+    blind_spot: float = 0.0  # weight of a Noise2Void term on the centre slice (0: off)
+    validation_fraction: float = 0.1
+    validation_every: int = 50
+    validation_patches: int = 16
+    checkpoint_every: int = 200
+    cache_mb: int = 1024  # slice cache of the sampler
+    amp: bool = True  # mixed precision (bf16, else fp16) on CUDA; CPU always trains in float32
+
+    @classmethod
+    def published(cls, **overrides) -> TrainConfig:
+        """The recipe published with the method: Adam 1e-4, x0.5 every 10 epochs, batch 12, 256 px crops.
+
+        ``step_every`` stands for 10 epochs of one pass over a 100-slice stack; pass the value for yours.
+        """
+        recipe = dict(
+            lr=1e-4, schedule="step", step_every=80, step_gamma=0.5, warmup_steps=0, batch=12, patch=256
+        )
+        return cls(**{**recipe, **overrides})
+
+    def check(self) -> None:
+        """ValueError naming the parameter and a valid range."""
+        positive = ("depth", "width", "patch", "batch", "steps", "step_every", "validation_every")
+        positive += ("validation_patches", "checkpoint_every", "cache_mb")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"training parameter {name} = {getattr(self, name)} must be at least 1")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"training time budget seconds = {self.seconds} must be positive")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate lr = {self.lr} must be positive")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} is unknown: choose one of {', '.join(SCHEDULES)}")
+        if self.mode not in MODES:
+            raise ValueError(f"training mode {self.mode!r} is unknown: choose one of {', '.join(MODES)}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target {self.target!r} is unknown: choose one of {', '.join(TARGETS)}")
+        if self.target == "neighbour-mean" and self.mode != "adjacent":
+            raise ValueError(f"target 'neighbour-mean' needs adjacent slices, not mode {self.mode!r}")
+        if self.blind_spot < 0 or (self.blind_spot > 0 and self.mode == "repeated-2"):
+            raise ValueError(
+                f"blind_spot = {self.blind_spot}: use a weight >= 0, and 0 in repeated-2 mode "
+                "(its inputs hold the centre twice, so a hidden pixel would still be seen)"
+            )
+        if self.blind_spot > 0 and self.patch <= 2 * BLIND_SPOT_RADIUS:
+            raise ValueError(f"the blind-spot term needs patches larger than {2 * BLIND_SPOT_RADIUS} pixels")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps = {self.warmup_steps} must be 0 or more")
+
+
+def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
+    """The learning rate of ``step`` (1-based) when ``progress`` (0..1) of the budget was spent before it."""
+    warmup = min(1.0, step / config.warmup_steps) if config.warmup_steps else 1.0
+    if config.schedule == "cosine":
+        return config.lr * warmup * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if config.schedule == "step":
+        return config.lr * warmup * config.step_gamma ** ((step - 1) // config.step_every)
+    return config.lr * warmup
+
+
+def branch_inputs(samples: torch.Tensor, mode: str, target: str = "neighbours"):
+    """The two branches' inputs (B, 2, P, P) as (neighbour, centre) and the targets of the loss.
+
+    Returns ``(x1, x2, prev, next)`` for ``consensus_loss(f(x1), f(x2), prev, next)``: f(x1) is trained
+    toward ``next`` and f(x2) toward ``prev``. Repeated-2 samples (a, b) give f(a, a) -> b and f(b, b) -> a.
+    Neighbour-mean samples (5 slices) give f(z-2, z) and f(z+2, z), both toward (z-1 + z+1) / 2.
+    """
+    if mode == "repeated-2":
+        a, b = samples[:, :1], samples[:, 1:2]
+        return torch.cat([a, a], 1), torch.cat([b, b], 1), a, b
+    if target == "neighbour-mean":
+        far_prev, prev, centre, next_, far_next = samples.split(1, dim=1)
+        mean = (prev + next_) / 2
+        return torch.cat([far_prev, centre], 1), torch.cat([far_next, centre], 1), mean, mean
+    prev, centre, next_ = samples[:, :1], samples[:, 1:2], samples[:, 2:3]
+    return torch.cat([prev, centre], 1), torch.cat([next_, centre], 1), prev, next_
+
+
+def _offset_inside(index: torch.Tensor, offset: torch.Tensor, size: int) -> torch.Tensor:
+    """``index + offset``, or ``index - offset`` where that would leave the image: never ``index`` itself."""
+    moved = index + offset
+    return torch.where((moved < 0) | (moved > size - 1), index - offset, moved)
+
+
+def hide_pixels(centre: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise2Void masking: a random ``BLIND_SPOT_FRACTION`` of pixels replaced by a random pixel of their
+    (2 * BLIND_SPOT_RADIUS + 1)^2 window off their own row and column (so a hidden pixel never stands in
+    for itself, nor does a pixel whose noise is correlated with it along a scan line). Returns (masked
+    centre, boolean mask)."""
+    batch, _, height, width = centre.shape
+    mask = torch.rand(centre.shape, generator=generator) < BLIND_SPOT_FRACTION
+    offsets = torch.randint(-BLIND_SPOT_RADIUS, BLIND_SPOT_RADIUS, (2, *centre.shape), generator=generator)
+    offsets += (offsets >= 0).long()  # -R..R without 0, so a hidden pixel never stands in for itself
+    rows = _offset_inside(torch.arange(height).view(1, 1, -1, 1), offsets[0], height)
+    cols = _offset_inside(torch.arange(width).view(1, 1, 1, -1), offsets[1], width)
+    flat = centre.reshape(batch, -1).cpu()
+    stand_ins = flat.gather(1, (rows * width + cols).reshape(batch, -1)).reshape(centre.shape)
+    mask, stand_ins = mask.to(centre.device), stand_ins.to(centre.device)
+    return torch.where(mask, stand_ins, centre), mask
+
+
+def _encode(value):
+    """Optimiser state as plain values (model files hold no pickled objects): tensors become base64 bytes."""
+    if isinstance(value, torch.Tensor):
+        array = value.detach().cpu().contiguous().numpy()
+        return {
+            "tensor": str(array.dtype),
+            "shape": list(array.shape),
+            "base64": base64.b64encode(array).decode(),
+        }
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict) and "tensor" in value and "base64" in value:
+        data = np.frombuffer(base64.b64decode(value["base64"]), dtype=value["tensor"])
+        return torch.from_numpy(data.reshape(value["shape"]).copy())
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _optimiser_state(encoded: dict) -> dict:
+    state = _decode(encoded)
+    state["state"] = {int(k): v for k, v in state["state"].items()}
+    return state
+
+
+def _reach(config: TrainConfig) -> int:
+    """Slices either side of the centre a sample needs."""
+    return 2 if config.target == "neighbour-mean" else 1
+
+
+def _data_provenance(stack) -> dict:
+    return {"shape": [int(n) for n in stack.shape], "dtype": str(np.dtype(stack.dtype))}
+
+
+class _Run:
+    """One training run's mutable state, saved to and restored from a checkpoint."""
+
+    def __init__(self, stack, config: TrainConfig, device: torch.device, metadata: dict):
+        torch.manual_seed(config.seed)
+        self.config = config
+        self.device = device
+        self.model = NRRN(depth=config.depth, width=config.width).to(device)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.sampler = TripletSampler(
+            stack,
+            config.patch,
+            mode=config.mode,
+            validation_fraction=config.validation_fraction,
+            seed=config.seed,
+            cache_bytes=config.cache_mb << 20,
+            reach=_reach(config),
+        )
+        self.step = 0
+        self.elapsed_before = 0.0
+        self.loss = float("nan")
+        self.val_loss: float | None = None
+        self.metadata = {**metadata, "data": {**_data_provenance(stack), **metadata.get("data", {})}}
+
+    def summary(self, elapsed_s: float) -> dict:
+        """What the model file records about how it was made."""
+        return {
+            **self.metadata,
+            "training": {
+                "config": asdict(self.config),
+                "step": self.step,
+                "elapsed_s": elapsed_s,
+                "loss": self.loss,
+                "val_loss": self.val_loss,
+            },
+        }
+
+    def save(self, path: Path, elapsed_s: float) -> None:
+        from napari_nrrn.model.checkpoint import save_model
+
+        metadata = self.summary(elapsed_s)
+        metadata["training"]["optimiser"] = _encode(self.optimiser.state_dict())
+        metadata["training"]["sampler"] = self.sampler.state()
+        save_model(self.model, path, metadata)
+
+    def restore(self, path: Path) -> None:
+        from napari_nrrn.model.checkpoint import load_model
+
+        saved = load_model(path).metadata.get("training", {})
+        if "optimiser" not in saved:
+            raise ValueError(f"{path} is a model without training state, so it cannot be resumed: train anew")
+        for name in RESUME_MUST_MATCH:
+            if saved["config"][name] != getattr(self.config, name):
+                raise ValueError(
+                    f"cannot resume from {path}: it was trained with {name} = {saved['config'][name]!r}, "
+                    f"this run asks for {getattr(self.config, name)!r}; use the same {name} or train anew"
+                )
+        self.model.load_state_dict(load_model(path).state_dict())
+        self.optimiser.load_state_dict(_optimiser_state(saved["optimiser"]))
+        self.sampler.restore(saved["sampler"])
+        self.step = int(saved["step"])
+        self.elapsed_before = float(saved["elapsed_s"])
+        self.loss = float(saved["loss"])
+        self.val_loss = saved["val_loss"]
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _branch_outputs(model: NRRN, x1: torch.Tensor, x2: torch.Tensor):
+    """f(x1), f(x2) in one call of the network (one batch of 2B), as float32."""
+    outputs = model(torch.cat([x1, x2])).float()
+    return outputs[: len(x1)], outputs[len(x1) :]
+
+
+def validation_loss(model: NRRN, samples: torch.Tensor, config: TrainConfig) -> float:
+    """Mean consensus loss (without the blind-spot term) over fixed validation samples."""
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(samples), config.batch):
+            chunk = samples[start : start + config.batch]
+            x1, x2, prev, next_ = branch_inputs(chunk, config.mode, config.target)
+            f1, f2 = _branch_outputs(model, x1, x2)
+            total += float(consensus_loss(f1, f2, prev, next_)) * len(chunk)
+    return total / len(samples)
+
+
+def train(
+    stack,
+    config: TrainConfig | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    metadata: dict | None = None,
+) -> Generator[TrainProgress, None, NRRN]:
+    """Train an NRRN on ``stack`` (see engine/sampling.py for the layouts of each ``config.mode``).
+
+    Yields a ``TrainProgress`` after every step; the validation loss is recomputed every
+    ``validation_every`` steps on fixed patches of held-out slices. Saves a checkpoint to ``checkpoint_path``
+    every ``checkpoint_every`` steps, at the end, and when stopped (``should_stop()`` true, checked before
+    every step, or the generator closed). ``resume=True`` continues from that checkpoint. ``metadata``
+    (e.g. the data path, the command line) is recorded in checkpoints and in the returned model's
+    ``metadata``. Returns the trained model (in eval mode, on the training device).
+
+    Bad input (config, stack shape, device, a missing checkpoint) raises here, before the first step.
+    """
+    config = config or TrainConfig()
+    config.check()
+    check_training_stack(tuple(stack.shape), config.mode, config.patch, reach=_reach(config))
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs the checkpoint_path of the run to continue")
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if resume and not checkpoint_path.exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint_path} does not exist: train without resume first")
+    device = select_device(config.device)
+    return _steps(stack, config, device, should_stop, checkpoint_path, resume, dict(metadata or {}))
+
+
+def _steps(stack, config, device, should_stop, checkpoint_path, resume, metadata):
+    """The training loop of ``train``."""
+    run = _Run(stack, config, device, metadata)
+    if resume:
+        run.restore(checkpoint_path)
+    model, optimiser = run.model, run.optimiser
+    # bf16 keeps float32's range; only fp16 needs its gradients scaled.
+    fp16 = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    samples = run.sampler.validation_batch(config.validation_patches)
+    validation = torch.from_numpy(samples).to(device) if samples is not None else None
+
+    start = time.perf_counter()
+
+    def elapsed() -> float:
+        return run.elapsed_before + time.perf_counter() - start
+
+    def progress() -> float:
+        spent = run.step / config.steps
+        return max(spent, elapsed() / config.seconds) if config.seconds else spent
+
+    def finish(reason: str) -> NRRN:
+        if checkpoint_path is not None:
+            run.save(checkpoint_path, elapsed())
+        model.eval()
+        model.metadata = run.summary(elapsed())
+        model.metadata["training"]["ended"] = reason
+        return model
+
+    try:
+        while run.step < config.steps and not (config.seconds and elapsed() >= config.seconds):
+            if should_stop is not None and should_stop():
+                return finish("cancelled")
+            lr = learning_rate(config, run.step + 1, progress())
+            run.step += 1
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            model.train()
+            batch = torch.from_numpy(run.sampler.batch(config.batch)).to(device)
+            x1, x2, prev, next_ = branch_inputs(batch, config.mode, config.target)
+            if config.blind_spot:
+                # The same pixels hidden in both branches, seeded by step: a resumed run hides the same ones.
+                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + run.step)
+                centre = x1[:, 1:2]
+                hidden_centre, hidden = hide_pixels(centre, generator)
+                x1 = torch.cat([x1[:, :1], hidden_centre], 1)
+                x2 = torch.cat([x2[:, :1], hidden_centre], 1)
+            with _autocast(device, config.amp):
+                f1, f2 = _branch_outputs(model, x1, x2)
+            loss = consensus_loss(f1, f2, prev, next_)
+            if config.blind_spot:
+                blind_error = ((f1 + f2) / 2 - centre).square()[hidden]
+                loss = loss + config.blind_spot * (blind_error.mean() if blind_error.numel() else 0.0)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training diverged at step {run.step} (loss {float(loss)}): lower the learning rate "
+                    f"(lr = {config.lr})"
+                )
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            run.loss = float(loss.detach())
+
+            if validation is not None and (
+                run.step % config.validation_every == 0 or run.step == config.steps
+            ):
+                model.eval()
+                run.val_loss = validation_loss(model, validation, config)
+            if checkpoint_path is not None and run.step % config.checkpoint_every == 0:
+                run.save(checkpoint_path, elapsed())
+
+            total = config.steps
+            if config.seconds:
+                rate = run.step / max(elapsed(), 1e-9)
+                total = min(config.steps, max(run.step, round(rate * config.seconds)))
+            yield TrainProgress(
+                stage="train",
+                done=run.step,
+                total=total,
+                elapsed_s=elapsed(),
+                loss=run.loss,
+                val_loss=run.val_loss,
+                lr=lr,
+            )
+    except GeneratorExit:
+        finish("cancelled")
+        raise
+    return finish("completed")
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """A TrainConfig from a model file's recorded training config, ignoring fields this version lacks."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in values.items() if k in known})

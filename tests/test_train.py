@@ -1,0 +1,218 @@
+"""Training: it learns on real FlyEM data with synthetic noise, it is deterministic on CPU, a cancelled run
+resumes to the same weights, checkpoints carry what resuming needs, and bad input is refused."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_nrrn.engine.inference import denoise_slice
+from napari_nrrn.engine.train import TrainConfig, branch_inputs, hide_pixels, learning_rate, train
+from napari_nrrn.measures.metrics import psnr
+from napari_nrrn.model.checkpoint import load_model
+
+TINY = TrainConfig(depth=1, width=4, patch=24, batch=4, steps=12, validation_every=4, checkpoint_every=5)
+
+
+def drain(generator, on_event=None):
+    """All events of a training generator and the model it returns."""
+    events = []
+    while True:
+        try:
+            event = next(generator)
+        except StopIteration as stop:
+            return events, stop.value
+        events.append(event)
+        if on_event is not None:
+            on_event(event)
+
+
+def weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def medulla(shared_data):
+    """A real FlyEM crop (fairly clean: the ground truth) and the same with synthetic FIB-SEM-like noise."""
+    clean = tifffile.imread(shared_data / "fibsem_flyem_medulla_A_250cube.tif")[:16, :96, :96]
+    rng = np.random.default_rng(0)
+    noisy = rng.poisson(clean / 2.0) * 2.0 + rng.normal(0, 10, clean.shape)
+    return clean, np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def gala(shared_data):
+    return tifffile.imread(shared_data / "fibsem_flyem_gala_train_50x100x200.tif")[:10, :64, :64]
+
+
+def test_training_lowers_the_validation_loss_and_raises_psnr(medulla):
+    clean, noisy = medulla
+    config = TrainConfig(
+        depth=1, width=8, patch=32, batch=8, steps=150, lr=3e-3, validation_every=25, validation_fraction=0.2
+    )
+    events, model = drain(train(noisy, config, metadata={"data": {"path": "medulla crop"}}))
+    assert [e.done for e in events] == list(range(1, 151)) and all(e.total == 150 for e in events)
+    validation = [e.val_loss for e in events if e.done % 25 == 0]
+    assert validation[-1] < 0.8 * validation[0]
+    assert events[0].val_loss is None and events[-1].val_loss == validation[-1]
+    z = 7  # a validation centre: its triplet never trained the model
+    denoised = denoise_slice(model, noisy[z - 1], noisy[z], noisy[z + 1], device="cpu", precision="float32")
+    assert psnr(denoised, clean[z]) > psnr(noisy[z], clean[z]) + 3
+    assert model.metadata["data"] == {"shape": [16, 96, 96], "dtype": "uint8", "path": "medulla crop"}
+    assert model.metadata["training"]["step"] == 150 and model.metadata["training"]["ended"] == "completed"
+    assert not model.training
+
+
+def test_two_runs_with_one_seed_give_identical_weights(gala):
+    _, first = drain(train(gala, TINY))
+    _, second = drain(train(gala, TINY))
+    assert_same_weights(weights(first), weights(second))
+    _, other_seed = drain(train(gala, replace(TINY, seed=1)))
+    assert not torch.equal(first.stem.weight, other_seed.stem.weight)
+
+
+@pytest.mark.parametrize("stop_after", [3, 5])
+def test_cancel_then_resume_equals_an_uninterrupted_run(gala, tmp_path, stop_after):
+    _, uninterrupted = drain(train(gala, TINY))
+
+    checkpoint = tmp_path / "run.pt"
+    seen = []
+    generator = train(gala, TINY, should_stop=lambda: len(seen) >= stop_after, checkpoint_path=checkpoint)
+    events, cancelled = drain(generator, on_event=seen.append)
+    assert [e.done for e in events] == list(range(1, stop_after + 1))
+    assert cancelled.metadata["training"]["ended"] == "cancelled"
+    saved = load_model(checkpoint)
+    assert saved.metadata["training"]["step"] == stop_after
+    assert {"optimiser", "sampler", "config"} <= saved.metadata["training"].keys()
+
+    events, resumed = drain(train(gala, TINY, checkpoint_path=checkpoint, resume=True))
+    assert [e.done for e in events] == list(range(stop_after + 1, TINY.steps + 1))
+    assert_same_weights(weights(resumed), weights(uninterrupted))
+
+
+def test_closing_the_generator_saves_a_checkpoint_that_resumes(gala, tmp_path):
+    checkpoint = tmp_path / "closed.pt"
+    generator = train(gala, TINY, checkpoint_path=checkpoint)
+    for _ in range(4):
+        next(generator)
+    generator.close()
+    assert load_model(checkpoint).metadata["training"]["step"] == 4
+    events, resumed = drain(train(gala, TINY, checkpoint_path=checkpoint, resume=True))
+    assert events[0].done == 5
+    assert_same_weights(weights(resumed), weights(drain(train(gala, TINY))[1]))
+
+
+def test_periodic_checkpoints_and_resuming_to_more_steps(gala, tmp_path):
+    checkpoint = tmp_path / "periodic.pt"
+    first = replace(TINY, steps=6, checkpoint_every=5)
+    seen = []
+    drain(train(gala, first, checkpoint_path=checkpoint), on_event=lambda e: seen.append(_step(checkpoint)))
+    assert seen == [None, None, None, None, 5, 5]  # every 5 steps
+    assert _step(checkpoint) == 6  # and at the end
+    events, _ = drain(train(gala, replace(first, steps=9), checkpoint_path=checkpoint, resume=True))
+    assert [e.done for e in events] == [7, 8, 9]
+
+
+def _step(checkpoint):
+    return load_model(checkpoint).metadata["training"]["step"] if checkpoint.exists() else None
+
+
+def test_a_time_budget_ends_the_run(gala):
+    events, model = drain(train(gala, replace(TINY, steps=10**9, seconds=0.5)))
+    assert model.metadata["training"]["ended"] == "completed"
+    assert model.metadata["training"]["step"] == len(events) < 10**9
+    assert all(e.total < 10**9 for e in events)
+
+
+@pytest.mark.parametrize("mode", ["repeated-2", "repeated-3"])
+def test_repeated_scan_modes_train(gala, mode):
+    scans = int(mode[-1])
+    # Independent noise on each scan of the same slices: the setting these modes are for.
+    rng = np.random.default_rng(4)
+    stack = np.stack([np.clip(gala + rng.normal(0, 8, gala.shape), 0, 255) for _ in range(scans)], axis=1)
+    events, model = drain(train(stack.astype(np.uint8), replace(TINY, mode=mode, validation_fraction=0.2)))
+    assert len(events) == TINY.steps and np.isfinite(events[-1].val_loss)
+    assert model.metadata["data"]["shape"] == [10, scans, 64, 64]
+
+
+@pytest.mark.parametrize("variant", [{"target": "neighbour-mean"}, {"blind_spot": 1.0}])
+def test_variant_targets_train_and_resume_exactly(gala, tmp_path, variant):
+    config = replace(TINY, validation_fraction=0, **variant)
+    _, uninterrupted = drain(train(gala, config))
+    checkpoint = tmp_path / "variant.pt"
+    seen = []
+    drain(train(gala, config, should_stop=lambda: len(seen) >= 4, checkpoint_path=checkpoint), seen.append)
+    _, resumed = drain(train(gala, config, checkpoint_path=checkpoint, resume=True))
+    assert_same_weights(weights(resumed), weights(uninterrupted))
+
+
+def test_branch_inputs_never_feed_a_target_to_its_own_branch():
+    samples = torch.arange(5.0).view(1, 5, 1, 1).expand(2, 5, 3, 3)
+    x1, x2, prev, next_ = branch_inputs(samples[:, :3], "adjacent")
+    assert x1[0, :, 0, 0].tolist() == [0, 1] and x2[0, :, 0, 0].tolist() == [2, 1]
+    assert prev[0, 0, 0, 0] == 0 and next_[0, 0, 0, 0] == 2  # f(x1) -> next, f(x2) -> prev
+    x1, x2, prev, next_ = branch_inputs(samples[:, :2], "repeated-2")
+    assert x1[0, :, 0, 0].tolist() == [0, 0] and x2[0, :, 0, 0].tolist() == [1, 1]
+    assert next_[0, 0, 0, 0] == 1 and prev[0, 0, 0, 0] == 0  # f(a, a) -> b, f(b, b) -> a
+    x1, x2, prev, next_ = branch_inputs(samples, "adjacent", "neighbour-mean")
+    assert x1[0, :, 0, 0].tolist() == [0, 2] and x2[0, :, 0, 0].tolist() == [4, 2]
+    assert prev[0, 0, 0, 0] == next_[0, 0, 0, 0] == 2  # (z-1 + z+1) / 2
+
+
+def test_hidden_pixels_take_a_value_from_their_window_but_never_their_own():
+    centre = torch.arange(40 * 40, dtype=torch.float32).view(1, 1, 40, 40).repeat(8, 1, 1, 1)
+    hidden_centre, hidden = hide_pixels(centre, torch.Generator().manual_seed(0))
+    assert 0.01 < hidden.float().mean() < 0.03
+    assert torch.equal(hidden_centre[~hidden], centre[~hidden])
+    stand_ins, own = hidden_centre[hidden].long(), centre[hidden].long()
+    rows, cols, own_rows, own_cols = stand_ins // 40, stand_ins % 40, own // 40, own % 40
+    assert ((rows - own_rows).abs() <= 2).all() and ((cols - own_cols).abs() <= 2).all()
+    assert ((rows != own_rows) & (cols != own_cols)).all()
+
+
+def test_learning_rate_schedules():
+    cosine = TrainConfig(lr=1e-3, warmup_steps=10, steps=100)
+    assert learning_rate(cosine, 1, 0.0) == pytest.approx(1e-4)  # warm-up
+    assert learning_rate(cosine, 50, 0.5) == pytest.approx(5e-4)
+    assert learning_rate(cosine, 100, 0.99) < 1e-6
+    step = TrainConfig.published()
+    assert (step.lr, step.batch, step.patch, step.schedule) == (1e-4, 12, 256, "step")
+    assert [learning_rate(step, s, 0.0) for s in (1, 80, 81, 161)] == pytest.approx(
+        [1e-4, 1e-4, 5e-5, 2.5e-5]
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "config", "message"),
+    [
+        ((64, 64), TINY, "a 2-D image has no neighbour slices"),
+        ((1, 64, 64), TINY, "needs at least 3 slices, the stack has 1"),
+        ((10, 64, 64), replace(TINY, patch=65), "patch size 65 does not fit slices of 64x64"),
+        ((10, 64, 64), replace(TINY, lr=0), "learning rate lr = 0 must be positive"),
+        ((10, 64, 64), replace(TINY, schedule="linear"), "schedule 'linear' is unknown"),
+        ((10, 64, 64), replace(TINY, batch=0), "batch = 0 must be at least 1"),
+        ((10, 2, 64, 64), replace(TINY, mode="repeated-2", blind_spot=1.0), "0 in repeated-2 mode"),
+    ],
+)
+def test_bad_input_is_refused_with_the_fix(shape, config, message):
+    with pytest.raises(ValueError, match=message):
+        next(train(np.zeros(shape, np.uint8), config))
+
+
+def test_resume_refuses_a_different_network_or_a_missing_checkpoint(gala, tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    drain(train(gala, replace(TINY, steps=2), checkpoint_path=checkpoint))
+    with pytest.raises(ValueError, match="trained with width = 4, this run asks for 8"):
+        next(train(gala, replace(TINY, width=8), checkpoint_path=checkpoint, resume=True))
+    with pytest.raises(FileNotFoundError, match="does not exist: train without resume first"):
+        next(train(gala, TINY, checkpoint_path=tmp_path / "none.pt", resume=True))
+    with pytest.raises(ValueError, match="needs the checkpoint_path"):
+        next(train(gala, TINY, resume=True))
