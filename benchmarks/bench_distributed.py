@@ -88,10 +88,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--slices", type=int, default=16)
+    parser.add_argument("--slices", type=int, default=48)
     parser.add_argument("--size", type=int, default=256, help="slice height and width (medulla slices tiled)")
     parser.add_argument("--chunk", type=int, default=4, help="slices per distributed task")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write-docs", action="store_true", help=f"write the table into docs/ {SECTION}")
     args = parser.parse_args()
 

@@ -15,6 +15,7 @@ unfinished output never looks finished.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -139,6 +140,7 @@ def _denoise_and_write(
     plugin_name: str,
     source: str,
     channel,
+    source_token: str,
     array_path: str,
     start: int,
     stop: int,
@@ -153,8 +155,6 @@ def _denoise_and_write(
     """
     import zarr
 
-    from napari_nrrn.io.stack import open_stack
-
     target = zarr.open_array(array_path, mode="r+")
     record_file = _record_path(Path(array_path).parent / RECORDS_DIR, start, stop)
     if recorded and _record_matches(record_file, target[start:stop]):
@@ -164,11 +164,25 @@ def _denoise_and_write(
         import torch
 
         torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
-    stack = open_stack(source, channel=channel)
+    stack = _open_source(source, channel, source_token)
     slices = denoise_chunk(plugin.model, stack, start, stop, tile, plugin.device, precision)
     target[start:stop] = slices
     _write_json(record_file, {"start": start, "stop": stop, "sha256": _checksum(slices)})
     return start, stop, True
+
+
+@functools.lru_cache(maxsize=4)
+def _open_source(source: str, channel, source_token: str):
+    """The input stack, opened once per worker and job: opening a deep TIFF reads every page's header."""
+    from napari_nrrn.io.stack import open_stack
+
+    stack = open_stack(source, channel=channel)
+    if stack.name != source_token:
+        raise ValueError(
+            f"{source} on worker {get_worker().name} is not the file the job was started on (it changed, or "
+            "this worker sees another copy): every worker must read the same, unchanged stack"
+        )
+    return stack
 
 
 def _record_matches(record_file: Path, slices: np.ndarray) -> bool:
@@ -291,7 +305,7 @@ def iter_denoise_distributed(
     def submit(start: int, stop: int):
         return client.submit(
             _denoise_and_write,
-            *(plugin_name, source, channel, str(array_path), start, stop, tile, precision),
+            *(plugin_name, source, channel, stack.name, str(array_path), start, stop, tile, precision),
             recorded=(start, stop) in recorded,
             key=f"{run_prefix}{start}-{stop}",
             pure=False,
