@@ -155,7 +155,7 @@ def variants(depth: int, size: int) -> dict[str, str]:
         "fused-bf16": f"as above in bfloat16 (AMX), core {CPU_TILE} = denoise_slice defaults on this CPU",
     }
     table["fused-bf16-4-tiles"] = "as fused-bf16, 4 tiles per forward pass instead of 1"
-    for tile in (112, 176, 368, 496, size):
+    for tile in sorted({128, 240, 608, size} - {CPU_TILE}):
         table[f"fused-bf16-tile{tile}"] = f"fused bfloat16, core {tile}" + (
             " (whole slice)" if tile == size else ""
         )

@@ -262,6 +262,9 @@ def test_denoise_stack_of_numpy_and_iter_denoise_slices_agree(model, gala):
     lazy = denoise_stack(model, stack, precision="float32")
     computed = lazy.compute()
     assert computed.dtype == np.uint8 and computed.shape == stack.shape
+    rechunked = denoise_stack(model, da.from_array(stack, chunks=(2, 50, 100)), precision="float32")
+    assert rechunked.chunks == ((1, 1, 1, 1), (100,), (200,))
+    np.testing.assert_array_equal(rechunked.compute(), computed)
     pairs = list(iter_denoise_slices(model, stack, precision="float32"))
     assert [z for z, _ in pairs] == [0, 1, 2, 3]
     np.testing.assert_array_equal(np.stack([s for _, s in pairs]), computed)

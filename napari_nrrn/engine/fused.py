@@ -110,9 +110,8 @@ class FusedNRRN:
     def _stem_input(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) float32 -> (N, STEM_CHANNELS, H, W) in ``dtype``: channel 0 hi, channel 1 lo part."""
         shape = (images.shape[0], STEM_CHANNELS, *images.shape[2:])
-        stem_input = torch.zeros(shape, dtype=self.dtype, device=self.device).contiguous(
-            memory_format=CHANNELS_LAST
-        )
+        stem_input = torch.empty(shape, dtype=self.dtype, device=self.device, memory_format=CHANNELS_LAST)
+        stem_input.zero_()
         high = images.to(self.dtype)
         stem_input[:, :1] = high
         if self.dtype != torch.float32:
@@ -136,12 +135,12 @@ class FusedNRRN:
             hidden = candidate.lerp_(memory, update)  # z * P + (1 - z) * candidate
             if index + 1 < len(self.blocks):
                 memory = self._conv(memory, self.memory_conv, "tanh")  # P_{k+1}
-            estimate += hidden[:, :1] * hidden.amax(dim=1, keepdim=True).sigmoid_()
+            estimate.addcmul_(hidden[:, :1], hidden.amax(dim=1, keepdim=True).sigmoid_())  # y_k
             if blocks:
                 per_block.append(estimate.unflatten(0, (2, batch)).mean(dim=0))
-            hidden[:, :1] = torch.tanh(estimate)  # signal boosting: X_k = H with channel 0 = tanh(y_k)
+            torch.tanh(estimate, out=hidden[:, :1])  # signal boosting: X_k = H with channel 0 = tanh(y_k)
             signal = hidden
         if self.tail is not None:
             tail = self._conv(signal.relu_(), self.tail)
-            estimate += tail[:, :1] * tail.amax(dim=1, keepdim=True).sigmoid_()
+            estimate.addcmul_(tail[:, :1], tail.amax(dim=1, keepdim=True).sigmoid_())
         return estimate.unflatten(0, (2, batch)).mean(dim=0), per_block

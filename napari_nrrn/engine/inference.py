@@ -24,9 +24,10 @@ from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
 from napari_nrrn.engine.tiling import check_tile, plan_tiles, stitch
 from napari_nrrn.model.nrrn import NRRN
 
-# Tile cores (pixels per side) measured fastest on CPU: a window of about 256 px keeps the features of one
-# tile, both branches, in the cache (benchmarks/bench_inference.py). On a GPU large tiles, several per batch.
-CPU_TILE = 240
+# Tile cores in pixels per side. On CPU, cores from 112 to 496 ran at the same CPU time per pixel with one
+# thread; with two threads on a busy machine, fewer and larger operations were much faster, and the whole
+# slice slower again (benchmarks/bench_inference.py). On a GPU large tiles, several per batch.
+CPU_TILE = 480
 GPU_TILE = 1024
 GPU_TILES_PER_BATCH = 4
 
