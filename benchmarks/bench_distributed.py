@@ -96,6 +96,7 @@ def main() -> int:
     args = parser.parse_args()
 
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
     torch.set_num_threads(cores)
     times: dict[str, list[float]] = {"one process": [], "1 worker": [], "2 workers": []}
     startup: dict[str, list[float]] = {"1 worker": [], "2 workers": []}
@@ -130,6 +131,7 @@ def main() -> int:
                     shutil.rmtree(output)
             print({k: [round(args.slices / t, 3) for t in v] for k, v in times.items()})
 
+    load = (load_before, os.getloadavg()[0])
     lines = ["| path | slices/s (best) | s/slice | cluster start |", "|---|---|---|---|"]
     for label, values in times.items():
         best = min(values)
@@ -141,9 +143,12 @@ def main() -> int:
             f"{args.slices} uint8 slices of {args.size}x{args.size} (FlyEM medulla slices tiled), NRRN "
             f"K=4 C=32, to OME-Zarr, on this {cores}-core CPU machine (no GPU), best of {args.repeats} "
             f"interleaved repeats; distributed tasks of {args.chunk} slices. One process uses torch with "
-            f"{cores} threads, one worker the same, two workers {max(1, cores // 2)} thread each: on "
-            f"{cores} cores the cluster cannot beat one process by much; it pays where there are more "
-            "cores, GPUs or machines than one process can use.\n\n"
+            f"{cores} threads, one worker the same, two workers {max(1, cores // 2)} thread each. Load "
+            f"average of the machine (other jobs ran beside) {load[0]:.1f} at the start, {load[1]:.1f} at "
+            f"the end, so the numbers are noisy. On {cores} cores a cluster adds no compute to one process "
+            "that already uses them all, and pays per task (the halo reads, a chunk record) and per job "
+            "(sending and loading the model, the final rename): it pays where there are more cores, GPUs "
+            "or machines than one process can use.\n\n"
             + "\n".join(lines)
             + "\n\nCommand: `python benchmarks/bench_distributed.py --write-docs`.\n\n"
             + USAGE

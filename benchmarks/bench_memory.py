@@ -58,14 +58,15 @@ def tiny_model(path: Path) -> None:
 
 def peak_rss_mib(command: list[str]) -> tuple[float, float]:
     """The child's peak RSS in MiB and its wall time in seconds; raises if the command fails."""
-    began = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the sum of all children
-    seconds = time.perf_counter() - began
-    stderr = child.stderr.read().decode(errors="replace")
-    child.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr}")
+    # stderr (the progress bar) goes to a file: an unread pipe would fill up and block the child.
+    with tempfile.TemporaryFile() as stderr:
+        began = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the sum of all children
+        seconds = time.perf_counter() - began
+        if os.waitstatus_to_exitcode(status) != 0:
+            stderr.seek(0)
+            raise RuntimeError(f"{' '.join(command)} failed:\n{stderr.read().decode(errors='replace')}")
     return usage.ru_maxrss / 1024, seconds  # Linux reports kilobytes
 
 

@@ -258,10 +258,10 @@ def iter_denoise_distributed(
     """Denoise the stack at ``source`` into the OME-Zarr ``output`` on the workers of ``client``.
 
     ``model`` is an NRRN or a checkpoint path; ``source`` a path every worker can open (``open_stack``).
-    ``voxel_size`` defaults to the source's. Yields ``Progress(stage="denoise")`` counting slices, the first
-    one counting the slices an earlier run of the same job already wrote (see the module docstring);
-    returns a :class:`DistributedRun`. Closing the generator early cancels the chunks not yet done and
-    keeps the partial output, so that the same call resumes it.
+    ``voxel_size`` defaults to the source's. Yields ``Progress(stage="denoise")`` counting finished slices,
+    those verified as already written by an earlier run of the same job included (see the module
+    docstring); returns a :class:`DistributedRun`. Closing the generator early cancels the chunks not yet
+    started, waits for the running ones and keeps the partial output, so that the same call resumes it.
     """
     from napari_nrrn.engine.inference import check_stack, inference_dtype
     from napari_nrrn.io.stack import open_stack
