@@ -153,7 +153,7 @@ def test_depth_explorer_shows_every_block_and_resin_iqr(dock, qtbot, crop, model
     np.testing.assert_allclose(shown.translate, (0, TRANSLATE[0] + 2 * SCALE[0], *TRANSLATE[1:]))
     np.testing.assert_array_equal(viewer.layers["gala NRRN preview"].data[0], output)
 
-    expected = [mean_line_iqr(image, [line[:, 1:]]) for image in (*blocks, output)]
+    expected = [mean_line_iqr(image, [line[:, 1:]]) for image in (crop[2], *blocks, output)]
     table = [widget.blocks_table.item(row, 1).text() for row in range(widget.blocks_table.rowCount())]
     assert table == [f"{score:.2f}" for score in expected]
 

@@ -543,7 +543,8 @@ class DenoiseWidget(QWidget):
         self._preview_z = z
         started = time.perf_counter()
 
-        def done(output, _) -> None:
+        def done(result, _) -> None:
+            output, _centre = result
             show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
             self.preview_status.setText(f"Slice {z} denoised in {time.perf_counter() - started:.2f} s.")
 
@@ -564,10 +565,10 @@ class DenoiseWidget(QWidget):
         z = current_slice(layer, self.viewer.dims.point)
 
         def done(result, _) -> None:
-            output, blocks = result
+            (output, blocks), centre = result
             show_result(self.viewer, result_name(layer.name, BLOCKS), layer, *blocks_result(layer, z, blocks))
             show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
-            self._show_block_scores(layer, blocks, output)
+            self._show_block_scores(layer, centre, blocks, output)
 
         return self._start_slice_job(BLOCKS_JOB, layer, model, z, blocks=True, on_done=done)
 
@@ -577,8 +578,10 @@ class DenoiseWidget(QWidget):
         stack, tile, device = stack_data(layer), self.tile_spin.value() or None, self._device()
 
         def events(_):
-            triplet = _triplet(stack, z)  # read in the worker: a lazy stack may be slow to read
-            return (yield from iter_denoise_slice(model, *triplet, tile=tile, device=device, blocks=blocks))
+            """Returns the engine's result and the centre slice (read here: a lazy stack may be slow)."""
+            triplet = _triplet(stack, z)
+            result = yield from iter_denoise_slice(model, *triplet, tile=tile, device=device, blocks=blocks)
+            return result, triplet[1]
 
         what = "block outputs" if blocks else "preview"
         return self._start(
@@ -591,8 +594,8 @@ class DenoiseWidget(QWidget):
             on_stopped=on_stopped,
         )
 
-    def block_scores(self, layer, blocks, output) -> list[float] | None:
-        """Mean resin IQR of every block output and of the final output, or None without resin lines."""
+    def block_scores(self, layer, centre, blocks, output) -> list[float] | None:
+        """Mean resin IQR of the input slice, every block output and the final output (None without lines)."""
         from napari_nrrn.measures.profiles import mean_line_iqr
 
         name = self.lines_combo.currentText()
@@ -601,7 +604,7 @@ class DenoiseWidget(QWidget):
         lines = lines_in_data_coords(self.viewer.layers[name], layer)
         if not lines:
             return None
-        return [mean_line_iqr(image, lines) for image in (*blocks, output)]
+        return [mean_line_iqr(image, lines) for image in (centre, *blocks, output)]
 
     def _fit_table(self) -> None:
         """Size the block table to its rows, so no row hides behind a scroll bar."""
@@ -609,13 +612,13 @@ class DenoiseWidget(QWidget):
         rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
         table.setFixedHeight(table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth())
 
-    def _show_block_scores(self, layer, blocks, output) -> None:
+    def _show_block_scores(self, layer, centre, blocks, output) -> None:
         try:
-            scores = self.block_scores(layer, blocks, output)
+            scores = self.block_scores(layer, centre, blocks, output)
         except ValueError as error:  # a line outside the image, a zero-length line
             show_error(f"Resin lines: {error}")
             scores = None
-        names = [f"block {k}" for k in range(1, len(blocks) + 1)] + ["output"]
+        names = ["input", *(f"block {k}" for k in range(1, len(blocks) + 1)), "output"]
         self.blocks_table.setRowCount(len(names))
         for row, name in enumerate(names):
             self.blocks_table.setItem(row, 0, QTableWidgetItem(name))
