@@ -227,6 +227,11 @@ def test_training_from_the_widget_gives_a_model_that_loads(dock, qtbot, tmp_path
     for name, tensor in saved.state_dict().items():
         torch.testing.assert_close(tensor, widget.model.state_dict()[name].cpu(), rtol=0, atol=0)
     assert widget.loss_plot.steps == [1, 2, 3, 4]
+    assert widget.save_model(tmp_path / "kept.pt") == tmp_path / "kept.pt"
+    kept = load_model(tmp_path / "kept.pt")
+    for name, tensor in kept.state_dict().items():
+        torch.testing.assert_close(tensor, saved.state_dict()[name], rtol=0, atol=0)
+    assert kept.metadata["training"]["step"] == 4
     assert widget.train_status.text().startswith("Finished at step 4")
     assert widget.train_button.isEnabled() and widget.preview_button.isEnabled()
 

@@ -73,11 +73,6 @@ class TrainForm(QWidget):
     def _editor(self, name: str, kind: str, default) -> QWidget | None:
         kind = kind.replace(" ", "")
         self._kinds[name] = kind
-        if name == "device":
-            editor = QComboBox()
-            editor.addItems(available_devices())
-            editor.setToolTip("auto: a CUDA GPU, else Apple MPS, else the CPU")
-            return editor
         if name in CHOICES:
             editor = QComboBox()
             editor.addItems(CHOICES[name])
@@ -102,7 +97,7 @@ class TrainForm(QWidget):
     def set_value(self, name: str, value) -> None:
         editor = self.inputs[name]
         if isinstance(editor, QComboBox):
-            editor.setCurrentText(AUTO_DEVICE if name == "device" and value is None else str(value))
+            editor.setCurrentText(str(value))
         elif isinstance(editor, QCheckBox):
             editor.setChecked(bool(value))
         elif isinstance(editor, QSpinBox):
@@ -114,8 +109,7 @@ class TrainForm(QWidget):
         values = dict(given)
         for name, editor in self.inputs.items():
             if isinstance(editor, QComboBox):
-                text = editor.currentText()
-                values[name] = None if name == "device" and text == AUTO_DEVICE else text
+                values[name] = editor.currentText()
             elif isinstance(editor, QCheckBox):
                 values[name] = editor.isChecked()
             elif isinstance(editor, QSpinBox):
