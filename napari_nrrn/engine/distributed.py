@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from distributed import Client, WorkerPlugin, as_completed, get_worker
 
+from napari_nrrn import __version__
 from napari_nrrn.engine.events import Progress
 
 DEFAULT_CHUNK_SLICES = 8
@@ -288,6 +289,7 @@ def iter_denoise_distributed(
         "chunk_slices": chunk_slices,
         "tile": tile,
         "precision": precision,
+        "package_version": __version__,  # a default tile or precision may change between versions
     }
     partial = partial_path(output)
     name = output.name.removesuffix(".zarr").removesuffix(".ome")
