@@ -24,10 +24,11 @@ from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
 from napari_nrrn.engine.tiling import check_tile, plan_tiles, stitch
 from napari_nrrn.model.nrrn import NRRN
 
-# Tile cores in pixels per side. On CPU, cores from 112 to 496 ran at the same CPU time per pixel with one
-# thread; with two threads on a busy machine, fewer and larger operations were much faster, and the whole
-# slice slower again (benchmarks/bench_inference.py). On a GPU large tiles, several per batch.
-CPU_TILE = 480
+# Tile cores in pixels per side (the largest core; cores are balanced, windows add the halo). On CPU, with one
+# thread, windows up to about 350 px ran at the same CPU time per pixel and windows of 514 px or the whole
+# 1000 px slice 30-40% slower; with two threads on a busy machine, smaller tiles (more, smaller operations)
+# were slower (benchmarks/bench_inference.py). On a GPU large tiles, several per batch.
+CPU_TILE = 336
 GPU_TILE = 1024
 GPU_TILES_PER_BATCH = 4
 
