@@ -6,16 +6,16 @@ read noise (sigma 10), about 19 grey levels in all. Each recipe trains with ``na
 noisy crop for the same CPU time: one torch thread, budgeted in process time. The machine is shared, so
 wall time is not comparable between runs, and with two threads on a busy machine the process time fills
 with spin-waiting (measured: 4.7 s against 1.4 s per K=4, C=32 step). Then it denoises the held-out
-validation slices (never training centres) with ``denoise_slice``; scores are means over those slices.
-A Gaussian filter at its best sigma (chosen on the clean data, so an optimistic reference) is reported
-alongside.
+validation slices (never training centres) with ``denoise_slice`` in float32; scores are means over those
+slices. A Gaussian filter at its best sigma (chosen on the clean data, so an optimistic reference) is
+reported alongside.
 
-Cosine schedules need the step count up front: it comes from a short calibration run of the same config
-(5 steps, the first discarded), and the budget still stops the run if the calibration was optimistic.
-Other schedules stop when the CPU budget is spent.
+Budgets are exact: ``train`` runs with ``seconds`` = the budget on ``clock=time.process_time``, so the
+cosine schedule decays over the CPU budget, and the published step schedule stops when it is spent.
 
     python benchmarks/bench_training.py --minutes 3 --out docs/bench_training.json
     python benchmarks/bench_training.py --minutes 3 --recipes ours published   # a subset
+    python benchmarks/bench_training.py --write-training-stack medulla_noisy.tif   # the shipped model's data
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import tifffile
 import torch
 from scipy.ndimage import gaussian_filter
 
-from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
+from napari_nrrn.engine.inference import denoise_slice
 from napari_nrrn.engine.sampling import split_centres
 from napari_nrrn.engine.train import TrainConfig, train
 from napari_nrrn.measures.metrics import psnr, ssim
@@ -41,9 +41,11 @@ CROP_SLICES = 64
 SHOT_GAIN = 2.0
 READ_SIGMA = 10.0
 NOISE_SEED = 1234
-CALIBRATION_STEPS = 5
 
-BASE = TrainConfig(depth=4, width=32, validation_every=10_000, checkpoint_every=10_000)
+# The engine's defaults, without periodic validation or checkpoints (they would cost CPU time).
+DEFAULT = TrainConfig(validation_every=10**9, checkpoint_every=10**9)
+# The measured alternatives start from the published target in float32 at our schedule and patches.
+COSINE = replace(DEFAULT, target="neighbours", amp=False)
 
 
 def recipes(train_centres: int) -> dict[str, TrainConfig]:
@@ -52,15 +54,17 @@ def recipes(train_centres: int) -> dict[str, TrainConfig]:
     published = TrainConfig.published(step_every=ten_epochs)
     published_schedule = {k: getattr(published, k) for k in ("lr", "schedule", "step_every", "warmup_steps")}
     return {
-        "ours": BASE,
-        "ours-constant-lr": replace(BASE, schedule="constant"),
-        "ours-c16": replace(BASE, width=16),
-        "ours-neighbour-mean": replace(BASE, target="neighbour-mean"),
-        "ours-blind-spot": replace(BASE, blind_spot=1.0),
-        "published-lr-p64": replace(BASE, **published_schedule),
         # 240 px: the largest crop of a 250 px slice (the published 256 does not fit).
-        "published": replace(BASE, **published_schedule, batch=published.batch, patch=240),
-        "ours-p128-b2": replace(BASE, patch=128, batch=2),
+        "published": replace(COSINE, **published_schedule, batch=published.batch, patch=240),
+        "published-schedule-p64": replace(COSINE, **published_schedule),
+        "cosine": COSINE,
+        "constant": replace(COSINE, schedule="constant"),
+        "c16": replace(COSINE, width=16),
+        "p128-b2": replace(COSINE, patch=128, batch=2),
+        "bf16": replace(COSINE, amp=True),
+        "blind-spot": replace(COSINE, blind_spot=1.0),
+        "neighbour-mean": replace(COSINE, target="neighbour-mean"),
+        "default": DEFAULT,
     }
 
 
@@ -72,13 +76,19 @@ def noisy_crop() -> tuple[np.ndarray, np.ndarray]:
     return clean, noisy
 
 
-def denoise_slice(model, prev, centre, next_, device="cpu"):
-    """Whole-slice inference: both branches averaged, de-normalised with the centre's stats."""
-    stats = [slice_stats(s) for s in (prev, centre, next_)]
-    p, c, n = (torch.from_numpy(zscore(s, st)) for s, st in zip((prev, centre, next_), stats, strict=True))
-    with torch.no_grad():
-        out = model(torch.stack([torch.stack([p, c]), torch.stack([n, c])])).mean(0)[0].numpy()
-    return np.clip(np.round(unzscore(out, stats[1])), 0, 255).astype(np.uint8)
+def write_training_stack(path: Path) -> None:
+    """The whole medulla stack with synthetic noise of a different level on each slice (shot gain 0.5 to 3,
+    read sigma 4 to 16: about 9 to 25 grey levels): the data the shipped model trains on."""
+    clean = tifffile.imread(DATA)
+    rng = np.random.default_rng(NOISE_SEED)
+    noisy = np.empty_like(clean)
+    for z, image in enumerate(clean):
+        gain, read_sigma = rng.uniform(0.5, 3.0), rng.uniform(4.0, 16.0)
+        shot = rng.poisson(image / gain) * gain
+        noisy[z] = np.clip(np.round(shot + rng.normal(0, read_sigma, image.shape)), 0, 255)
+    tifffile.imwrite(
+        path, noisy, imagej=True, resolution=(0.1, 0.1), metadata={"axes": "ZYX", "spacing": 10, "unit": "nm"}
+    )
 
 
 def score(images, clean, centres) -> dict:
@@ -100,42 +110,22 @@ def gaussian_reference(noisy, clean, centres) -> dict:
     return best
 
 
-def drive(stack, config, cpu_budget_s=None):
-    """Run ``train`` to the end (or until ``cpu_budget_s`` of process time); return (model, steps, cpu_s)."""
-    start = time.process_time()
-    should_stop = (lambda: time.process_time() - start >= cpu_budget_s) if cpu_budget_s else None
-    steps, generator = 0, train(stack, config, should_stop=should_stop)
+def run_recipe(name, config, noisy, clean, centres, cpu_budget_s) -> dict:
+    config = replace(config, steps=10**9, seconds=cpu_budget_s)
+    generator = train(noisy, config, clock=time.process_time)
     while True:
         try:
             steps = next(generator).done
         except StopIteration as stop:
-            return stop.value, steps, time.process_time() - start
-
-
-def run_recipe(name, config, noisy, clean, centres, cpu_budget_s) -> dict:
-    torch.manual_seed(0)
-    if config.schedule == "cosine":
-        start = time.process_time()
-        generator = train(noisy, replace(config, steps=CALIBRATION_STEPS))
-        next(generator)
-        first = time.process_time()
-        for _ in generator:
-            pass
-        per_step = (time.process_time() - first) / (CALIBRATION_STEPS - 1)
-        calibration_s = time.process_time() - start
-        config = replace(config, steps=max(1, int(cpu_budget_s / per_step)))
-        # The budget stays a hard cap in case the calibration was optimistic.
-        model, steps, cpu_s = drive(noisy, config, cpu_budget_s)
-    else:
-        model, steps, cpu_s = drive(noisy, replace(config, steps=10**9), cpu_budget_s)
-        calibration_s = 0.0
-    images = [denoise_slice(model, noisy[z - 1], noisy[z], noisy[z + 1], device="cpu") for z in centres]
+            model = stop.value
+            break
+    triplets = [(noisy[z - 1], noisy[z], noisy[z + 1]) for z in centres]
+    images = [denoise_slice(model, *triplet, device="cpu", precision="float32") for triplet in triplets]
     return {
         "recipe": name,
         **score(images, clean, centres),
         "steps": steps,
-        "cpu_s": round(cpu_s, 1),
-        "calibration_cpu_s": round(calibration_s, 1),
+        "cpu_s": round(model.metadata["training"]["elapsed_s"], 1),
         "config": asdict(config),
     }
 
@@ -147,11 +137,21 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0, help="CPU minutes (process time) per recipe")
     parser.add_argument("--recipes", nargs="*", help="names to run (default: all)")
     parser.add_argument("--out", type=Path, help="append one JSON line per result to this file")
+    parser.add_argument(
+        "--write-training-stack",
+        type=Path,
+        metavar="TIF",
+        help="write the shipped model's training data and exit",
+    )
     args = parser.parse_args()
+    if args.write_training_stack:
+        write_training_stack(args.write_training_stack)
+        return
     torch.set_num_threads(1)
 
     clean, noisy = noisy_crop()
-    split = split_centres(len(noisy), "adjacent", BASE.validation_fraction)
+    # Slices 29-34 and their neighbours: held out from every recipe (the neighbour-mean block is wider).
+    split = split_centres(len(noisy), "adjacent", DEFAULT.validation_fraction)
     centres = [int(z) for z in split.validation]
     noisy_score = score([noisy[z] for z in centres], clean, centres)
     results = [

@@ -6,12 +6,23 @@ import signal
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 import napari_nrrn.engine.train as engine_train
 from napari_nrrn.cli import main
 from napari_nrrn.model.checkpoint import load_model
 
 FAST = ["--depth", "1", "--width", "4", "--patch", "16", "--batch", "2", "--checkpoint-every", "3"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy machine a second thread's barriers make
+    every small op wait for a descheduled thread (a 150-step test took 600 s instead of 20 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +100,8 @@ def test_two_stacks_train_as_repeated_scans(small_stack, tmp_path, shared_data):
     ("make", "extra", "message"),
     [
         (lambda d: d[0], [], "a single 2-D image has no neighbour slices"),
-        (lambda d: d[:2], [], "needs at least 3 slices, the stack has 2"),
+        (lambda d: d[:2], [], "needs at least 5 slices, the stack has 2"),
+        (lambda d: d[:2], ["--target", "neighbours"], "needs at least 3 slices, the stack has 2"),
         (lambda d: d, ["--patch", "64"], "patch size 64 does not fit slices of 40x48 pixels"),
     ],
 )

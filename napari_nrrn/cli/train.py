@@ -17,13 +17,25 @@ import sys
 from pathlib import Path
 
 # Options that set the TrainConfig field of the same name.
-OPTIONS = ("depth", "width", "patch", "batch", "steps", "seconds", "lr", "device", "seed", "checkpoint_every")
+OPTIONS = (
+    "depth",
+    "width",
+    "patch",
+    "batch",
+    "steps",
+    "seconds",
+    "lr",
+    "target",
+    "device",
+    "seed",
+    "checkpoint_every",
+)
 # With only a time budget the step count is not the limit.
 UNBOUNDED_STEPS = 10**9
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from napari_nrrn.engine.train import TrainConfig
+    from napari_nrrn.engine.train import TARGETS, TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument(
@@ -46,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--seconds", type=float, default=None, help="wall-time budget instead of --steps")
     parser.add_argument(
         "--lr", type=float, default=defaults.lr, help="peak learning rate (default %(default)s)"
+    )
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=defaults.target,
+        help="training target on adjacent slices (default %(default)s; 'neighbours' is the published one, "
+        "and trains on stacks of 3 or 4 slices)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")

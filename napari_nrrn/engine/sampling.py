@@ -46,9 +46,14 @@ def check_training_stack(shape: tuple[int, ...], mode: str, patch: int, reach: i
             )
         if shape[0] < 2 * reach + 1:
             single = " (a single 2-D image has no neighbour slices)" if shape[0] == 1 else ""
+            shorter = (
+                " or train toward the neighbours themselves (target 'neighbours', 3 slices),"
+                if reach > 1
+                else ""
+            )
             raise ValueError(
                 f"adjacent-slice training needs at least {2 * reach + 1} slices, the stack has {shape[0]}"
-                f"{single}: add slices, or train on repeated scans (mode repeated-2/repeated-3)"
+                f"{single}: add slices,{shorter} or train on repeated scans (mode repeated-2/repeated-3)"
             )
     else:
         scans = SCANS[mode]
