@@ -176,13 +176,16 @@ def main() -> int:
         f"{training['wall_s']:.0f} s wall; whole benchmark {total_s / 60:.1f} min"
     )
     if args.write_docs:
+        recipe = TrainConfig()
         plot(clean, outputs, labels, table, FIGURE)
         body = (
             f"Real FIB-SEM (FlyEM medulla, 10 nm, slices {', '.join(map(str, SCORED))} of a "
             f"{CROP_SLICES}-slice 250x250 crop) with synthetic FIB-SEM-like noise (shot noise, gain "
             f"{SHOT_GAIN:g}, plus Gaussian read noise, sigma {READ_SIGMA:g}: about 19 grey levels), scored "
             "against the clean data. NRRN "
-            f"(K=4, C=32, the engine's default recipe) trained on the noisy crop itself for "
+            f"(K=4, C=32, the engine's default recipe: target {recipe.target}, {recipe.schedule} schedule "
+            f"from lr {recipe.lr:g}, batches of {recipe.batch} patches of {recipe.patch} px) trained on the "
+            "noisy crop itself for "
             f"{args.cpu_minutes:g} CPU-minutes (process time, both threads): {training['steps']} steps, "
             f"{training['wall_s']:.0f} s wall on this 2-core machine. The classic filters run at their best "
             "parameters on the scored slices (oracle-tuned against the clean data, which no user has).\n\n"
