@@ -226,7 +226,7 @@ def partial_path(output: str | os.PathLike) -> Path:
 
 def check_output(output: str | os.PathLike, overwrite: bool = False) -> Path:
     """``output`` as a Path, checked to be an OME-Zarr name in a writable folder, new unless ``overwrite``."""
-    from napari_nrrn.io.writers import _check_writable_folder
+    from napari_nrrn.io.writers import check_writable_folder
 
     output = Path(output).expanduser()
     if not output.name.lower().endswith(ZARR_SUFFIXES):
@@ -238,7 +238,7 @@ def check_output(output: str | os.PathLike, overwrite: bool = False) -> Path:
         raise FileExistsError(
             f"{output} already exists: choose another name, or replace it with overwrite=True (--overwrite)"
         )
-    _check_writable_folder(output.parent)
+    check_writable_folder(output.parent)
     return output
 
 
@@ -267,7 +267,7 @@ def iter_denoise_distributed(
     from napari_nrrn.engine.inference import check_stack, inference_dtype
     from napari_nrrn.io.stack import open_stack
     from napari_nrrn.io.stack import voxel_size as read_voxel_size
-    from napari_nrrn.io.writers import _checked_voxel_size
+    from napari_nrrn.io.writers import checked_voxel_size
 
     output = check_output(output, overwrite)
     inference_dtype("cpu", precision)  # an unknown precision fails here, not on every worker
@@ -276,7 +276,7 @@ def iter_denoise_distributed(
     source = os.fspath(Path(source).expanduser().resolve())
     stack = open_stack(source, channel=channel)
     check_stack(stack)
-    voxel_size = _checked_voxel_size(read_voxel_size(source) if voxel_size is None else voxel_size)
+    voxel_size = checked_voxel_size(read_voxel_size(source) if voxel_size is None else voxel_size)
     checkpoint = _checkpoint_bytes(model)
     job = {
         "source": source,
@@ -376,20 +376,20 @@ def _prepare_partial(partial: Path, job: dict, name: str, shape, dtype, voxel_si
 
 def _create_output(path: Path, name: str, shape, dtype, voxel_size) -> None:
     """An empty OME-Zarr in the writers' layout (level "0", chunks of one slice, voxel size as scale)."""
-    from napari_nrrn.io.writers import _zarr_writer
+    from napari_nrrn.io.writers import ome_zarr_writer
 
-    with _zarr_writer(tuple(int(n) for n in shape), np.dtype(dtype), voxel_size, name=name)(path):
+    with ome_zarr_writer(tuple(int(n) for n in shape), np.dtype(dtype), voxel_size, name=name)(path):
         pass  # the group, the array and the metadata exist now; the workers write the pixels
 
 
 def _finish(partial: Path, output: Path) -> None:
     """Drop the resume bookkeeping and give the output its final name (replacing an old one, which
     ``overwrite`` allowed)."""
-    from napari_nrrn.io.writers import _move_into_place
+    from napari_nrrn.io.writers import move_into_place
 
     shutil.rmtree(partial / RECORDS_DIR)
     (partial / RUN_FILE).unlink()
-    _move_into_place(partial, output)
+    move_into_place(partial, output)
 
 
 def denoise_distributed(

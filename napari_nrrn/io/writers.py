@@ -83,14 +83,14 @@ def iter_write_stack(
         raise ValueError(
             f"cannot write {dtype} to TIFF {path}: convert the stack to float32 or write .ome.zarr"
         )
-    voxel = _checked_voxel_size(voxel_size)
+    voxel = checked_voxel_size(voxel_size)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise FileExistsError(
             f"{path} already exists: choose another name, or replace it with overwrite=True (--overwrite)"
         )
-    _check_writable_folder(path.parent)
+    check_writable_folder(path.parent)
     if suffix == ".zarr":
-        open_writer = _zarr_writer(
+        open_writer = ome_zarr_writer(
             shape, dtype, voxel, name=path.name.removesuffix(".zarr").removesuffix(".ome")
         )
     else:
@@ -98,7 +98,7 @@ def iter_write_stack(
     return _write_slices(stack, path, open_writer)
 
 
-def _checked_voxel_size(voxel_size) -> VoxelSize | None:
+def checked_voxel_size(voxel_size) -> VoxelSize | None:
     if voxel_size is None:
         return None
     values = tuple(float(v) for v in voxel_size)
@@ -107,7 +107,7 @@ def _checked_voxel_size(voxel_size) -> VoxelSize | None:
     return values
 
 
-def _check_writable_folder(folder: Path) -> None:
+def check_writable_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"folder {folder} does not exist: create it first or choose another output folder"
@@ -134,14 +134,14 @@ def _write_slices(stack, path: Path, open_writer: Callable) -> Iterator[Progress
                 write_plane(z, np.ascontiguousarray(np.asarray(stack[z])))
                 if z + 1 < depth:
                     yield Progress("write", z + 1, depth, time.perf_counter() - start, message=str(path))
-        _move_into_place(temporary, path)
+        move_into_place(temporary, path)
     except BaseException:  # includes GeneratorExit from close(): never leave the partial output behind
         _remove(temporary)
         raise
     yield Progress("write", depth, depth, time.perf_counter() - start, message=f"saved {path}")
 
 
-def _move_into_place(temporary: Path, path: Path) -> None:
+def move_into_place(temporary: Path, path: Path) -> None:
     if temporary.is_dir() and (path.exists() or path.is_symlink()):
         # A folder cannot replace a folder in one rename: move the old one aside, then delete it.
         old = path.with_name(f"{path.name}.old-{os.getpid()}")
@@ -188,7 +188,7 @@ def _tiff_writer(shape: tuple[int, int, int], dtype: np.dtype, voxel: VoxelSize 
     return open_writer
 
 
-def _zarr_writer(
+def ome_zarr_writer(
     shape: tuple[int, int, int], dtype: np.dtype, voxel: VoxelSize | None, name: str
 ) -> Callable:
     import zarr
