@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -325,7 +326,7 @@ def main() -> None:
     if args.variant:
         return child(args)
 
-    command = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/bench_inference.py", *sys.argv[1:]])
     load_before = os.getloadavg()
     tables = []
     with tempfile.TemporaryDirectory() as scratch:
