@@ -91,20 +91,21 @@ def test_a_stack_that_fits_the_cache_is_read_once_lazily():
     assert set(reads) == set(range(10))
 
 
-def test_validation_slices_are_never_read_for_training(flyem):
-    stack = CountingStack(flyem)
+def test_validation_slices_are_never_read_for_training(shared_data):
+    gala = tifffile.imread(shared_data / "fibsem_flyem_gala_train_50x100x200.tif")[:20]
+    stack = CountingStack(gala)
     sampler = TripletSampler(stack, patch=32, validation_fraction=0.2, seed=5)
-    assert list(sampler.split.validation) == [5, 6]
+    assert list(sampler.split.validation) == [8, 9, 10, 11]
+    assert set(sampler.split.train) == {1, 2, 3, 4, 5, 14, 15, 16, 17, 18}
     for _ in range(40):
         sampler.batch(4)
-    # The validation triplets span slices 4..7; a training triplet may not touch them.
-    assert not set(stack.reads) & {4, 5, 6, 7}
-    assert set(sampler.split.train) == {1, 2, 9, 10}
+    # The validation triplets span slices 7..12; a training triplet may not touch them.
+    assert not set(stack.reads) & set(range(7, 13))
     stack.reads.clear()
     validation = sampler.validation_batch(6)
-    assert set(stack.reads) <= {4, 5, 6, 7} and validation.shape == (6, 3, 32, 32)
+    assert set(stack.reads) <= set(range(7, 13)) and validation.shape == (6, 3, 32, 32)
     np.testing.assert_array_equal(
-        validation, TripletSampler(flyem, 32, validation_fraction=0.2, seed=5).validation_batch(6)
+        validation, TripletSampler(gala, 32, validation_fraction=0.2, seed=5).validation_batch(6)
     )
 
 
@@ -117,8 +118,12 @@ def test_split_centres_keeps_a_margin_in_adjacent_mode_only():
     repeated = split_centres(10, "repeated-3", 0.2)
     assert list(repeated.validation) == [4, 5] and list(repeated.train) == [0, 1, 2, 3, 6, 7, 8, 9]
     assert len(split_centres(3, "adjacent", 0.1).validation) == 0
-    with pytest.raises(ValueError, match="lower the validation fraction"):
-        split_centres(6, "adjacent", 0.5)
+    # Block and margin would take more than half of a short stack: all centres train, none validate.
+    too_short = split_centres(14, "adjacent", 0.1, reach=2)
+    assert list(too_short.train) == list(range(2, 12)) and len(too_short.validation) == 0
+    assert len(split_centres(24, "adjacent", 0.1, reach=2).validation) == 2
+    with pytest.raises(ValueError, match="must be in"):
+        split_centres(20, "adjacent", 1.0)
 
 
 def test_deterministic_for_a_seed_and_restorable(flyem):

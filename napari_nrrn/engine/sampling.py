@@ -18,7 +18,8 @@ batch, so a batch reads at most one new triplet however large the stack, and a s
 cache is read exactly once. Every patch of a sample gets the same random flip and 90-degree rotation.
 
 A contiguous block of centres in the middle of the stack is held out for validation; in adjacent mode no
-training triplet shares a slice with a validation triplet.
+training sample shares a slice with a validation sample. A stack too short to spare that block trains
+without validation (the block and its margin would take more than half of the centres).
 """
 
 from __future__ import annotations
@@ -129,11 +130,9 @@ def split_centres(depth: int, mode: str, validation_fraction: float, reach: int 
     # Adjacent triplets overlap: keep a training triplet from touching a validation slice.
     margin = 2 * reach if mode == "adjacent" else 0
     train = centres[(centres < validation[0] - margin) | (centres > validation[-1] + margin)]
-    if len(train) == 0:
-        raise ValueError(
-            f"a stack of {depth} slices leaves no training slices after holding out "
-            f"{validation_fraction:.0%} for validation: lower the validation fraction (0 turns it off)"
-        )
+    if len(train) < len(centres) / 2:
+        # The block and its margin would take most of a short stack: train on all of it instead.
+        return Split(train=centres, validation=centres[:0])
     return Split(train=train, validation=validation)
 
 

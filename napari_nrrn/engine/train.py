@@ -68,13 +68,13 @@ class TrainConfig:
 
     @classmethod
     def published(cls, **overrides) -> TrainConfig:
-        """The recipe published with the method: Adam 1e-4, x0.5 every 10 epochs, batch 12, 256 px crops.
+        """The recipe published with the method: Adam 1e-4, x0.5 every 10 epochs, batch 12, 256 px crops,
+        each branch trained toward the other neighbour, in float32.
 
         ``step_every`` stands for 10 epochs of one pass over a 100-slice stack; pass the value for yours.
         """
-        recipe = dict(
-            lr=1e-4, schedule="step", step_every=80, step_gamma=0.5, warmup_steps=0, batch=12, patch=256
-        )
+        recipe = dict(lr=1e-4, schedule="step", step_every=80, step_gamma=0.5, warmup_steps=0, batch=12)
+        recipe.update(patch=256, target="neighbours", amp=False)
         return cls(**{**recipe, **overrides})
 
     def check(self) -> None:
