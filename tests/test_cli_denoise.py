@@ -11,13 +11,7 @@ from napari_nrrn.io.stack import open_stack
 from napari_nrrn.model.checkpoint import load_model, save_model
 from napari_nrrn.model.nrrn import NRRN
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

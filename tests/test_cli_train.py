@@ -6,7 +6,6 @@ import signal
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 import napari_nrrn.engine.train as engine_train
 from napari_nrrn.cli import main
@@ -15,14 +14,7 @@ from napari_nrrn.model.checkpoint import load_model
 FAST = ["--depth", "1", "--width", "4", "--patch", "16", "--batch", "2", "--checkpoint-every", "3"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine a second thread's barriers make
-    every small op wait for a descheduled thread (a 150-step test took 600 s instead of 20 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

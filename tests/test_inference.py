@@ -29,13 +29,7 @@ def gala(shared_data) -> np.ndarray:
     return tifffile.imread(shared_data / "fibsem_flyem_gala_train_50x100x200.tif")[10:18]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Many small tiles are many small ops: one thread avoids thread hand-offs on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
