@@ -12,7 +12,7 @@ import base64
 import math
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +28,14 @@ from napari_nrrn.model.nrrn import NRRN
 SCHEDULES = ("cosine", "step", "constant")
 # Training targets in adjacent mode (repeated-scan modes pair scans as DESIGN.md says, whatever the target):
 # neighbour-mean: f(z-2, z) and f(z+2, z) -> (z-1 + z+1) / 2: nearer the centre's signal, half the noise
-#   variance; +3 dB over the published target at the same CPU time (docs/training.md).
+#   variance; +3.5 dB over the published target at the same CPU time (docs/training.md).
 # neighbours: the published targets, f(prev, centre) -> next and f(next, centre) -> prev.
 TARGETS = ("neighbour-mean", "neighbours")
 # Fraction of centre pixels the blind-spot term hides, and the window their stand-ins come from.
 BLIND_SPOT_FRACTION = 0.02
 BLIND_SPOT_RADIUS = 2
-# A resumed run must build the same network from the same data layout and random seed.
-RESUME_MUST_MATCH = ("depth", "width", "mode", "seed")
+# A resumed run must build the same network and draw from the same samples and held-out block.
+RESUME_MUST_MATCH = ("depth", "width", "mode", "target", "seed", "validation_fraction")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class TrainConfig:
     patch: int = 64
     batch: int = 8
     steps: int = 2000
-    seconds: float | None = None  # wall-time budget for the whole run (resumed parts included)
+    seconds: float | None = None  # time budget of the whole run, resumed parts included (train's clock)
     lr: float = 1e-3
     schedule: str = "cosine"  # cosine: decay to 0 over the budget; step: x step_gamma every step_every steps
     step_every: int = 100
@@ -246,16 +246,17 @@ class _Run:
     def restore(self, path: Path) -> None:
         from napari_nrrn.model.checkpoint import load_model
 
-        saved = load_model(path).metadata.get("training", {})
+        checkpoint = load_model(path)
+        saved = checkpoint.metadata.get("training", {})
         if "optimiser" not in saved:
             raise ValueError(f"{path} is a model without training state, so it cannot be resumed: train anew")
         for name in RESUME_MUST_MATCH:
-            if saved["config"][name] != getattr(self.config, name):
+            if saved["config"].get(name) != getattr(self.config, name):
                 raise ValueError(
-                    f"cannot resume from {path}: it was trained with {name} = {saved['config'][name]!r}, "
+                    f"cannot resume from {path}: it was trained with {name} = {saved['config'].get(name)!r}, "
                     f"this run asks for {getattr(self.config, name)!r}; use the same {name} or train anew"
                 )
-        self.model.load_state_dict(load_model(path).state_dict())
+        self.model.load_state_dict(checkpoint.state_dict())
         self.optimiser.load_state_dict(_optimiser_state(saved["optimiser"]))
         self.sampler.restore(saved["sampler"])
         self.step = int(saved["step"])
@@ -416,9 +417,3 @@ def _steps(stack, config, device, should_stop, checkpoint_path, resume, metadata
         finish("cancelled")
         raise
     return finish("completed")
-
-
-def config_from_dict(values: dict) -> TrainConfig:
-    """A TrainConfig from a model file's recorded training config, ignoring fields this version lacks."""
-    known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
