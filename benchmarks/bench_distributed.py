@@ -49,14 +49,6 @@ when complete.
 """
 
 
-def drain(events):
-    while True:
-        try:
-            next(events)
-        except StopIteration as finished:
-            return finished.value
-
-
 def single_process(model, source: Path, output: Path) -> float:
     from napari_nrrn.engine.inference import denoise_stack
     from napari_nrrn.io.stack import open_stack
@@ -69,9 +61,10 @@ def single_process(model, source: Path, output: Path) -> float:
 
 def distributed(client, model_path: Path, source: Path, output: Path, chunk: int, threads: int) -> float:
     from napari_nrrn.engine.distributed import iter_denoise_distributed
+    from napari_nrrn.engine.events import run_to_end
 
     began = time.perf_counter()
-    drain(
+    run_to_end(
         iter_denoise_distributed(
             client, model_path, source, output, chunk_slices=chunk, torch_threads=threads
         )

@@ -21,6 +21,7 @@ from napari_nrrn.engine.distributed import (
     iter_denoise_distributed,
     partial_path,
 )
+from napari_nrrn.engine.events import run_to_end
 from napari_nrrn.engine.inference import denoise_stack
 from napari_nrrn.io.stack import open_stack, voxel_size
 from napari_nrrn.io.writers import write_stack
@@ -56,14 +57,6 @@ def client():
         yield client
 
 
-def _drain(events):
-    while True:
-        try:
-            next(events)
-        except StopIteration as finished:
-            return finished.value
-
-
 def _chunk_range(record_file):
     return tuple(int(n) for n in record_file.stem.split("-"))
 
@@ -95,7 +88,7 @@ def test_resume_skips_verified_chunks_and_equals_single_process(job, client, tmp
     }
 
     # Another cluster resumes, as after a crash.
-    run = _drain(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=CHUNK))
+    run = run_to_end(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=CHUNK))
 
     assert (run.chunks_skipped, run.chunks_computed) == (len(kept), DEPTH // CHUNK - len(kept))
     # The verified chunks' slices were not written again; all others were written by this run.
@@ -122,7 +115,7 @@ def test_partial_output_of_another_job_is_not_resumed(job, client, tmp_path):
     job_record = json.loads((partial / RUN_FILE).read_text())
     recorded = len(list((partial / RECORDS_DIR).glob("*.json")))
     # A different chunking is a different job: its records describe other ranges.
-    run = _drain(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=3))
+    run = run_to_end(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=3))
     assert job_record["chunk_slices"] == CHUNK
     assert 1 <= recorded < DEPTH // CHUNK
     assert (run.chunks_skipped, run.chunks_computed) == (0, -(-DEPTH // 3))

@@ -34,3 +34,12 @@ class TrainProgress(Progress):
     loss: float = float("nan")
     val_loss: float | None = None
     lr: float = 0.0
+
+
+def run_to_end(events):
+    """Consume a generator of events without looking at them and return its value (StopIteration.value)."""
+    while True:
+        try:
+            next(events)
+        except StopIteration as finished:
+            return finished.value

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from napari_nrrn.engine.device import select_device
-from napari_nrrn.engine.events import Progress
+from napari_nrrn.engine.events import Progress, run_to_end
 from napari_nrrn.engine.fused import FusedNRRN, cpu_has_native_bfloat16
 from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
 from napari_nrrn.engine.tiling import check_tile, plan_tiles, stitch
@@ -159,12 +159,7 @@ def denoise_slice(model: NRRN, prev, centre, next, tile=None, device=None, block
     ``tile``: tile core size in pixels (None: chosen for the device); ``precision``: "auto", "float32",
     "bfloat16" or "float16" for the convolutions ("float32" reproduces the reference network to rounding).
     """
-    steps = iter_denoise_slice(model, prev, centre, next, tile, device, blocks, precision)
-    while True:
-        try:
-            steps.send(None)
-        except StopIteration as done:
-            return done.value
+    return run_to_end(iter_denoise_slice(model, prev, centre, next, tile, device, blocks, precision))
 
 
 def slice_triplet(stack, z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
