@@ -21,6 +21,8 @@ _PUBLIC = {
     "iqr": "napari_nrrn.measures.profiles",
     "psnr": "napari_nrrn.measures.metrics",
     "ssim": "napari_nrrn.measures.metrics",
+    "estimate_noise": "napari_nrrn.measures.noise",
+    "NoiseReport": "napari_nrrn.measures.noise",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -7,7 +7,7 @@ from matplotlib.image import imread
 
 from napari_nrrn.cli import main
 from napari_nrrn.engine.inference import denoise_stack
-from napari_nrrn.io.samples import SAMPLE_STACK_PATH
+from napari_nrrn.io.samples import SAMPLE_GALA_PATH
 from napari_nrrn.io.stack import open_stack, voxel_size
 from napari_nrrn.model.checkpoint import default_model_path, load_model, save_model
 from napari_nrrn.model.nrrn import NRRN
@@ -28,11 +28,11 @@ def test_demo_with_a_given_model_equals_denoise_stack(tmp_path, capsys):
     model_path = save_model(NRRN(depth=1, width=4), tmp_path / "tiny.pt")
     denoised, figure, printed = _run_demo(tmp_path, capsys, "--model", str(model_path))
 
-    expected = denoise_stack(load_model(model_path), open_stack(SAMPLE_STACK_PATH)).compute()
+    expected = denoise_stack(load_model(model_path), open_stack(SAMPLE_GALA_PATH)).compute()
     written = tifffile.imread(denoised)
     assert written.dtype == np.uint8
     np.testing.assert_array_equal(written, expected)
-    assert voxel_size(denoised) == voxel_size(SAMPLE_STACK_PATH)
+    assert voxel_size(denoised) == voxel_size(SAMPLE_GALA_PATH)
     assert imread(figure).shape[:2] == (650, 1200)  # figsize (12, 6.5) at 100 dpi
     assert "IQR along the line" in printed
 

@@ -1,6 +1,8 @@
 """``napari-nrrn info``: what a stack is, from its metadata only."""
 
+import numpy as np
 import pytest
+import tifffile
 
 from napari_nrrn.cli import main
 from napari_nrrn.io import stack as stack_module
@@ -53,3 +55,27 @@ def test_info_bad_input(shared_data, tmp_path, capsys):
     )
     assert main(["info", str(shared_data / DAT), "--channel", "5"]) == 2
     assert "channel 5 does not exist" in capsys.readouterr().err
+
+
+def test_info_noise_warns_on_the_gala_crop(shared_data, capsys):
+    from napari_nrrn.io.samples import SAMPLE_GALA_PATH, SAMPLE_STACK_PATH
+
+    assert main(["info", str(SAMPLE_GALA_PATH), "--noise"]) == 0
+    out = capsys.readouterr().out
+    assert "shape           32 x 100 x 200 (Z, Y, X)" in out
+    assert "noise: " in out and "z correlation of the noise: 0." in out
+    assert "warning: adjacent slices share noise (correlation 0." in out
+
+    assert main(["info", str(SAMPLE_STACK_PATH), "--noise"]) == 0
+    out = capsys.readouterr().out
+    assert "z correlation of the noise: " in out and "warning:" not in out
+
+
+def test_info_noise_on_a_2d_image_and_a_blank_stack(shared_data, tmp_path, capsys):
+    assert main(["info", str(shared_data / "sem_n2v_demo_600x600_float32.tif"), "--noise"]) == 0
+    out = capsys.readouterr().out
+    assert "z correlation of the noise: not measured" in out and "a single slice has no z correlation" in out
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.zeros((6, 32, 32), np.uint8), photometric="minisblack")
+    assert main(["info", str(blank), "--noise"]) == 2
+    assert "blank or constant: there is no noise to measure" in capsys.readouterr().err

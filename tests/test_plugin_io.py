@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_nrrn.io.samples import SAMPLE_SEM_PATH, SAMPLE_STACK_PATH, SAMPLE_STACK_VOXEL_NM
+from napari_nrrn.io.samples import (
+    SAMPLE_GALA_PATH,
+    SAMPLE_SEM_PATH,
+    SAMPLE_STACK_PATH,
+    SAMPLE_STACK_VOXEL_NM,
+)
 from napari_nrrn.io.stack import open_stack, voxel_size
 from napari_nrrn.plugin.reader import get_reader
 from napari_nrrn.plugin.writer import write_ome_zarr, write_tiff
@@ -55,25 +60,48 @@ def test_open_in_napari_with_voxel_scale(make_napari_viewer, shared_data):
 def test_sample_data_in_napari(make_napari_viewer):
     viewer = make_napari_viewer()
     [stack] = viewer.open_sample("napari-nrrn", "fibsem")
-    assert stack.data.shape == (32, 100, 200) and stack.data.dtype == np.uint8
+    assert stack.data.shape == (32, 160, 160) and stack.data.dtype == np.uint8
+    assert stack.name == "FIB-SEM sample (FlyEM medulla + synthetic noise)"
     assert tuple(stack.scale) == SAMPLE_STACK_VOXEL_NM == voxel_size(SAMPLE_STACK_PATH)
-    gala = tifffile.imread(SAMPLE_STACK_PATH)
-    np.testing.assert_array_equal(np.asarray(stack.data), gala)
-    # The shipped crop is real data: slices 9-40 of the gala training stack.
+    np.testing.assert_array_equal(np.asarray(stack.data), tifffile.imread(SAMPLE_STACK_PATH))
+    [gala] = viewer.open_sample("napari-nrrn", "fibsem_gala")
+    assert gala.name == "FIB-SEM sample (FlyEM gala, correlated noise)"
+    assert tuple(gala.scale) == voxel_size(SAMPLE_GALA_PATH) == (10.0, 10.0, 10.0)
+    np.testing.assert_array_equal(np.asarray(gala.data), tifffile.imread(SAMPLE_GALA_PATH))
     [sem] = viewer.open_sample("napari-nrrn", "sem_resin")
     assert sem.data.shape == (600, 600) and sem.data.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(sem.data), tifffile.imread(SAMPLE_SEM_PATH))
 
 
-def test_shipped_crop_is_the_real_gala_data(shared_data):
+def test_shipped_gala_crop_is_the_real_data(shared_data):
     np.testing.assert_array_equal(
-        open_stack(SAMPLE_STACK_PATH).compute(), tifffile.imread(shared_data / GALA)[9:41]
+        open_stack(SAMPLE_GALA_PATH).compute(), tifffile.imread(shared_data / GALA)[9:41]
     )
-    attribution = (SAMPLE_STACK_PATH.parent / "ATTRIBUTION.md").read_text()
+    attribution = (SAMPLE_GALA_PATH.parent / "ATTRIBUTION.md").read_text()
     for needed in ("gala_LICENSE_HHMI-BSD.txt", "10.1371/journal.pone.0071715", "BSD-3-Clause", "Buchholz"):
         assert needed in attribution
     for licence in ("gala_LICENSE_HHMI-BSD.txt", "gala_CITATION.bib", "n2v-sem-demo_README.md"):
-        assert (SAMPLE_STACK_PATH.parent / licence).is_file()
+        assert (SAMPLE_GALA_PATH.parent / licence).is_file()
+
+
+def test_shipped_medulla_sample_is_remade_by_its_script(shared_data, tmp_path):
+    """The sample is the medulla crop plus independent noise, reproducibly, and says where it came from."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "make_samples.py"
+    spec = importlib.util.spec_from_file_location("make_samples", script)
+    make_samples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_samples)
+    remade = make_samples.make_medulla_sample(tmp_path / "remade.tif")
+    np.testing.assert_array_equal(tifffile.imread(remade), tifffile.imread(SAMPLE_STACK_PATH))
+    clean = tifffile.imread(shared_data / "fibsem_flyem_medulla_A_250cube.tif")[40:72, 45:205, 45:205]
+    noise = tifffile.imread(SAMPLE_STACK_PATH).astype(float) - clean
+    assert 17 < noise.std() < 22  # shot gain 2 and read sigma 10: about 19 grey levels
+    attribution = (SAMPLE_STACK_PATH.parent / "ATTRIBUTION.md").read_text()
+    for needed in (SAMPLE_STACK_PATH.name, "CC BY 3.0", "10.1371/journal.pone.0125825", "synthetic"):
+        assert needed in attribution
+    assert (SAMPLE_STACK_PATH.parent / "neuroproof_examples_LICENSE_CC-BY-3.0.txt").is_file()
 
 
 @pytest.mark.parametrize("name", ["saved.tif", "saved.ome.zarr"])

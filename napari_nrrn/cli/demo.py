@@ -1,4 +1,4 @@
-"""``napari-nrrn demo``: denoise the shipped FIB-SEM sample with the shipped model, then write the
+"""``napari-nrrn demo``: denoise the shipped real FIB-SEM crop (gala) with the shipped model, then write the
 denoised TIFF and a PNG of raw and denoised side by side, with the profile of a line through flat material
 and its IQR."""
 
@@ -27,19 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_nrrn.cli.progress import drain
     from napari_nrrn.engine.inference import denoise_stack
-    from napari_nrrn.io.samples import SAMPLE_STACK_PATH
+    from napari_nrrn.io.samples import SAMPLE_GALA_PATH
     from napari_nrrn.io.stack import open_stack, voxel_size
     from napari_nrrn.io.writers import iter_write_stack
     from napari_nrrn.model.checkpoint import default_model_path, load_model
 
     args.out.mkdir(parents=True, exist_ok=True)
-    raw = open_stack(SAMPLE_STACK_PATH)
+    raw = open_stack(SAMPLE_GALA_PATH)
     model = load_model(args.model or default_model_path())
     denoised_path = args.out / "fibsem_sample_denoised.tif"
     writing = iter_write_stack(
         denoise_stack(model, raw, device=args.device),
         denoised_path,
-        voxel_size(SAMPLE_STACK_PATH),
+        voxel_size(SAMPLE_GALA_PATH),
         overwrite=True,
     )
     drain(writing, desc="denoising the sample", unit="slice")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     iqrs = plot_comparison(
         raw[DEMO_SLICE].compute(), open_stack(denoised_path)[DEMO_SLICE].compute(), figure_path
     )
-    print(f"sample:   {SAMPLE_STACK_PATH} {tuple(raw.shape)} {raw.dtype}")
+    print(f"sample:   {SAMPLE_GALA_PATH} {tuple(raw.shape)} {raw.dtype}")
     print(f"denoised: {denoised_path}")
     print(f"figure:   {figure_path}")
     print(f"IQR along the line on slice {DEMO_SLICE}: raw {iqrs[0]:.1f}, denoised {iqrs[1]:.1f} grey levels")

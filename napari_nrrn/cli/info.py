@@ -1,5 +1,5 @@
 """``napari-nrrn info PATH``: what a stack is (shape, type, chunks, voxel size, size on disk), reading
-metadata only."""
+metadata only; with ``--noise``, also its noise, measured on a few slices."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channel", type=int, default=None, help="detector channel of a multi-channel file (default 0)"
+    )
+    parser.add_argument(
+        "--noise",
+        action="store_true",
+        help="also measure the noise (level, correlation across z, rows and columns) on a few slices",
     )
 
 
@@ -40,6 +45,15 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         print(f"{label:<{width}}  {value}")
+    if args.noise:
+        from napari_nrrn.measures.noise import estimate_noise
+
+        report = estimate_noise(array)
+        print()
+        for line in report.describe():
+            print(line)
+        for warning in report.warnings():
+            print(f"warning: {warning}")
     return 0
 
 

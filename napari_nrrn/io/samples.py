@@ -6,9 +6,14 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
-# Noisy FIB-SEM stack (FlyEM, via gala): 32 x 100 x 200 uint8, 10 nm voxels recorded in the file.
-SAMPLE_STACK_PATH = DATA_DIR / "fibsem_flyem_gala_32x100x200.tif"
+# FIB-SEM stack to train on: FlyEM medulla with independent synthetic noise (benchmarks/make_samples.py),
+# 32 x 160 x 160 uint8, 10 nm voxels recorded in the file.
+SAMPLE_STACK_PATH = DATA_DIR / "fibsem_flyem_medulla_synthetic_noise_32x160x160.tif"
 SAMPLE_STACK_VOXEL_NM = (10.0, 10.0, 10.0)
+
+# Real noisy FIB-SEM stack (FlyEM, via gala) whose noise is correlated between adjacent slices and
+# neighbouring rows: 32 x 100 x 200 uint8, 10 nm voxels recorded in the file.
+SAMPLE_GALA_PATH = DATA_DIR / "fibsem_flyem_gala_32x100x200.tif"
 
 # Noisy SEM image (N2V SEM demo): 600 x 600 float32, grey levels 0..65535, pixel size unknown.
 SAMPLE_SEM_PATH = DATA_DIR / "sem_n2v_demo_600x600_float32.tif"
