@@ -394,3 +394,50 @@ def test_io_layer_imports_no_torch_napari_or_qt(shared_data, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """Every module a source file imports, anywhere (inside functions too), relative imports resolved."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = (
+                ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+            )
+            module = ".".join(part for part in (base, node.module) if part)
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _layer_violations(folders: list[str], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    root = Path(__file__).resolve().parents[1]
+    found = {}
+    for folder in folders:
+        for path in sorted((root / folder).glob("**/*.py") if (root / folder).is_dir() else [root / folder]):
+            package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+            bad = sorted(
+                name
+                for name in _imported_modules(path, package)
+                if any(name == top or name.startswith(f"{top}.") for top in forbidden)
+            )
+            if bad:
+                found[str(path.relative_to(root))] = bad
+    return found
+
+
+def test_no_import_points_up_the_layers():
+    """Static, over every source file: I/O, measures and the progress events import nothing of the engine,
+    the model or the front ends, nor torch or Qt; engine and model nothing of the front ends."""
+    front_ends = ("napari_nrrn.plugin", "napari_nrrn.cli", "napari", "qtpy")
+    bottom = ["napari_nrrn/io", "napari_nrrn/measures", "napari_nrrn/progress.py"]
+    assert _layer_violations(bottom, ("napari_nrrn.engine", "napari_nrrn.model", "torch", *front_ends)) == {}
+    assert _layer_violations(["napari_nrrn/engine", "napari_nrrn/model"], front_ends) == {}
+    # The check sees what it must: the engine does import the model, and torch.
+    assert "napari_nrrn.model.nrrn" in _imported_modules(
+        Path(__file__).resolve().parents[1] / "napari_nrrn/engine/inference.py", "napari_nrrn.engine"
+    )

@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "train": "train an NRRN model on a noisy stack",
     "denoise": "denoise a stack to TIFF or OME-Zarr",
     "demo": "denoise the shipped sample stack with the shipped model and plot a resin profile",
+    "export": "write a model as a BioImage.IO model package (.zip) for the BioImage Model Zoo",
 }
 
 
@@ -36,13 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
-        # Bad input is the user's to fix: one plain line, no traceback.
-        print(f"napari-nrrn {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        # Bad input and faults of the disk are the user's to fix: one plain line, no traceback.
+        print(f"napari-nrrn {args.command}: error: {error_line(error, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"napari-nrrn {args.command}: cancelled", file=sys.stderr)
         return 130
+
+
+def error_line(error: Exception, args: argparse.Namespace) -> str:
+    """What to print for ``error``: our own messages as they are; a system error (one with an errno) as what
+    went wrong on which file (the command's output when it names none) and what to do."""
+    if not isinstance(error, OSError) or error.errno is None:
+        return str(error)
+    from napari_nrrn.io.writers import os_error_message
+
+    return os_error_message(error, getattr(args, "output", None))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 Each output slice is computed from its input slice and the two neighbours (the one neighbour at the ends),
 read lazily: memory does not grow with the depth of the stack. OUT is written under a temporary name and
-renamed when complete, so an interrupted run leaves no half-written file.
+renamed when complete, so an interrupted or failed run leaves no half-written file (a distributed run keeps
+its partial output under ``OUT.partial`` to resume it).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dask
+
     from napari_nrrn.cli.progress import drain
     from napari_nrrn.engine.device import select_device
     from napari_nrrn.engine.inference import check_stack, denoise_stack, inference_dtype
@@ -71,10 +75,19 @@ def run(args: argparse.Namespace) -> int:
         return _run_distributed(args, model, model_path, source, output)
     device = select_device(args.device)
     dtype = inference_dtype(device, args.precision)
-    denoised = denoise_stack(model, stack, tile=args.tile, device=device, precision=args.precision)
+    stop = threading.Event()
+    denoised = denoise_stack(
+        model, stack, tile=args.tile, device=device, precision=args.precision, should_stop=stop.is_set
+    )
     writing = iter_write_stack(denoised, output, voxel_size=voxel_size(source), overwrite=args.overwrite)
     start = time.perf_counter()
-    drain(writing, desc="denoise", unit="slice")
+    try:
+        # One process: dask's threads here, even where a distributed client is active in this process.
+        with dask.config.set(scheduler="threads"):
+            drain(writing, desc="denoise", unit="slice")
+    except KeyboardInterrupt:
+        stop.set()  # the slice in flight, in one of dask's threads, stops at its next tile
+        raise
     seconds = time.perf_counter() - start
     print(
         f"wrote {output}: {stack.shape[0]} slices of {stack.shape[1]}x{stack.shape[2]} {stack.dtype} in "
@@ -87,21 +100,33 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_distributed(args, model, model_path: Path, source: Path, output: Path) -> int:
     """Each worker picks its own device (its GPU, by rank, on a multi-GPU machine), writes its own chunks."""
-    from napari_nrrn.engine.distributed import denoise_distributed
+    from napari_nrrn.engine.distributed import denoise_distributed, partial_path
+    from napari_nrrn.io.writers import os_error_message
 
     start = time.perf_counter()
-    run = denoise_distributed(
-        model,
-        source,
-        output,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        overwrite=args.overwrite,
-        tile=args.tile,
-        device=args.device,
-        precision=args.precision,
-        channel=args.channel,
-    )
+    try:
+        run = denoise_distributed(
+            model,
+            source,
+            output,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            overwrite=args.overwrite,
+            tile=args.tile,
+            device=args.device,
+            precision=args.precision,
+            channel=args.channel,
+        )
+    except OSError as error:
+        if error.errno is None:
+            raise
+        # Chunks already written took minutes to hours: they stay, under a name no reader takes for a stack.
+        print(
+            f"napari-nrrn denoise: error: {os_error_message(error, output)}; the slices written so far are "
+            f"kept in {partial_path(output)}, and the same command resumes them",
+            file=sys.stderr,
+        )
+        return 2
     print(
         f"wrote {output} in {time.perf_counter() - start:.1f} s: {run.chunks_computed} chunks denoised, "
         f"{run.chunks_skipped} already written by an interrupted run, model {model_path.name} "

@@ -10,7 +10,8 @@ slices it wrote. In a re-run of the same job (same input, model, chunking) on th
 a recorded chunk first verifies the record against the slices on disk (on its worker: the client reads no
 pixels) and computes nothing when they match, so a crash or a cancel loses only the chunks in flight. When
 every chunk is recorded, the records are removed and the partial output is renamed to its final name: an
-unfinished output never looks finished.
+unfinished output never looks finished. A failed job (a full disk, a vanished share) also keeps it, and an
+``OSError`` about a file in it names the final output instead.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def denoise_chunk(
     The same per-slice computation as ``denoise_stack``: each slice with its two neighbours, the one
     existing neighbour used twice at the first and the last slice.
     """
-    from napari_nrrn.engine.inference import denoise_slice
+    from napari_nrrn.engine.inference import denoise_slice, triplet_stats
 
     depth = stack.shape[0]
     first, last = max(start - 1, 0), min(stop + 1, depth)
@@ -123,8 +124,9 @@ def denoise_chunk(
     for z in range(start, stop):
         previous = block[z - 1 - first] if z > 0 else block[z + 1 - first]
         following = block[z + 1 - first] if z < depth - 1 else block[z - 1 - first]
+        triplet = (previous, block[z - first], following)
         output[z - start] = denoise_slice(
-            model, previous, block[z - first], following, tile=tile, device=device, precision=precision
+            model, *triplet, tile, device, precision=precision, stats=triplet_stats(triplet, z, depth)
         )
     return output
 
@@ -267,7 +269,7 @@ def iter_denoise_distributed(
     from napari_nrrn.engine.inference import check_stack, inference_dtype
     from napari_nrrn.io.stack import open_stack
     from napari_nrrn.io.stack import voxel_size as read_voxel_size
-    from napari_nrrn.io.writers import checked_voxel_size
+    from napari_nrrn.io.writers import checked_voxel_size, naming_output
 
     output = check_output(output, overwrite)
     inference_dtype("cpu", precision)  # an unknown precision fails here, not on every worker
@@ -331,11 +333,14 @@ def iter_denoise_distributed(
             done += stop - start
             computed += was_computed
             yield Progress("denoise", done, total, time.perf_counter() - began)
-    except BaseException:
+    except BaseException as error:
         # Closed early, cancelled or failed: the partial output stays for a resume. Chunks already running
         # finish on their workers; wait for them, so that nothing writes into the partial output afterwards.
         client.cancel(list(in_flight.futures))
         _wait_until_stopped(client, run_prefix)
+        renamed = naming_output(error, partial, output) if isinstance(error, OSError) else error
+        if renamed is not error:
+            raise renamed from error  # a full disk is the output's, not one chunk file's in the partial one
         raise
     _finish(partial, output)
     return DistributedRun(output, len(chunks), len(chunks) - computed, computed)

@@ -1,38 +1,23 @@
-"""Progress events yielded by long engine jobs; the widget and the CLI turn them into progress bars."""
+"""Events of long engine jobs: ``Progress`` and ``Cancelled`` (defined in ``napari_nrrn.progress``, which the
+I/O layer uses too), the training step's ``TrainProgress``, and draining a generator of events."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from napari_nrrn.progress import Cancelled, Progress
 
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` units (steps, tiles, slices) of one ``stage`` after ``elapsed_s`` seconds."""
-
-    stage: str
-    done: int
-    total: int
-    elapsed_s: float
-    message: str = ""
-
-    @property
-    def eta_s(self) -> float | None:
-        if self.done <= 0 or self.total <= 0:
-            return None
-        return self.elapsed_s * (self.total - self.done) / self.done
-
-    @property
-    def rate(self) -> float:
-        """Units per second."""
-        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+__all__ = ["Cancelled", "Progress", "TrainProgress", "run_to_end"]
 
 
 @dataclass(frozen=True)
 class TrainProgress(Progress):
-    """A training step: the loss of this step, the last validation loss and the learning rate."""
+    """A training step: the loss of this step, the last validation loss (also at each depth 1..K, where the
+    trainer measures it) and the learning rate."""
 
     loss: float = float("nan")
     val_loss: float | None = None
+    val_loss_by_depth: tuple[float, ...] | None = None
     lr: float = 0.0
 
 

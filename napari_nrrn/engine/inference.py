@@ -1,14 +1,27 @@
-"""Denoising with a trained NRRN: one slice, a lazy stack, or slice by slice with progress.
+"""Denoising with a trained NRRN: one slice or a region of it, a lazy stack, or slice by slice with progress.
 
 Every slice of a triplet (prev, centre, next) is z-scored with its own whole-slice statistics; the output
 ``(f(prev, centre) + f(next, centre)) / 2`` is de-normalised with the centre's and cast back to the input
 dtype (integers rounded and clipped to the dtype's range, floats not clipped). At the ends of a stack the
 one neighbour serves as both. Slices are processed in tiles with an exact halo (see ``tiling.py``), batched
 per forward pass, with the fast forward of ``fused.py``.
+
+A region of a slice runs the forward passes of the whole-slice run that make its pixels, the same windows in
+the same batches: its output equals that crop of the whole-slice output bit for bit, at any precision.
+
+Non-finite pixels (NaN, +-inf in floating-point stacks) are left out of the statistics and enter the network
+as the slice mean (0 after z-scoring); the output keeps the centre's own non-finite value there and is finite
+everywhere else. A slice without a finite pixel is refused.
+
+Cancelling: ``denoise_stack(..., should_stop=...)`` stops between two batches of tiles and raises
+``Cancelled``; a caller of ``iter_denoise_slice`` stops by no longer asking for events (or closing it),
+which also happens between two batches.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,10 +31,10 @@ import numpy as np
 import torch
 
 from napari_nrrn.engine.device import select_device
-from napari_nrrn.engine.events import Progress, run_to_end
+from napari_nrrn.engine.events import Cancelled, Progress, run_to_end
 from napari_nrrn.engine.fused import FusedNRRN, cpu_has_native_bfloat16
 from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
-from napari_nrrn.engine.tiling import check_tile, plan_tiles, stitch
+from napari_nrrn.engine.tiling import Tile, check_tile, plan_tiles, stitch
 from napari_nrrn.model.nrrn import NRRN
 
 # Tile cores in pixels per side (the largest core; cores are balanced, windows add the halo). On CPU, with one
@@ -31,6 +44,9 @@ from napari_nrrn.model.nrrn import NRRN
 CPU_TILE = 336
 GPU_TILE = 1024
 GPU_TILES_PER_BATCH = 4
+
+# How the slices of a triplet are named in errors.
+TRIPLET_NAMES = ("the previous slice", "the centre slice", "the next slice")
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -91,50 +107,151 @@ def _cast_like(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return image.astype(dtype)
 
 
-def run_tiles(fused: FusedNRRN, images, tile: int, halo: int, blocks: bool = False, per_batch=None):
-    """Run ``fused`` over z-scored (prev, centre, next) images, ``per_batch`` tiles per forward pass (default:
-    1 on CPU, where more was not faster, GPU_TILES_PER_BATCH on CUDA). Yields Progress per batch; returns the
-    stitched z-scored output and the per-block outputs (StopIteration.value)."""
-    shape = images[0].shape
+Region = tuple[int, int, int, int]
+SliceStats = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+
+
+def check_region(region, shape: tuple[int, int]) -> Region:
+    """``region`` as (y0, y1, x0, x1) ints; ValueError, giving the slice's shape, unless it is a non-empty
+    part of a slice of ``shape`` (half-open bounds)."""
+    height, width = shape
+    try:
+        y0, y1, x0, x1 = (operator.index(bound) for bound in region)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"region must be four integer pixel bounds (y0, y1, x0, x1), got {region!r}"
+        ) from None
+    if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
+        raise ValueError(
+            f"region (y0, y1, x0, x1) = {(y0, y1, x0, x1)} is empty or outside the slice of shape {shape}: "
+            f"need 0 <= y0 < y1 <= {height} and 0 <= x0 < x1 <= {width}"
+        )
+    return y0, y1, x0, x1
+
+
+def _in_region(tile: Tile, region: Region) -> Tile | None:
+    """``tile`` with its core cut to ``region`` and given in region coordinates; None if they do not meet."""
+    y0, y1, x0, x1 = region
+    core_y, core_x = tile.core
+    top, bottom = max(core_y.start, y0), min(core_y.stop, y1)
+    left, right = max(core_x.start, x0), min(core_x.stop, x1)
+    if top >= bottom or left >= right:
+        return None
+    window_y, window_x = tile.window
+    return Tile(
+        window=tile.window,
+        core=(slice(top - y0, bottom - y0), slice(left - x0, right - x0)),
+        crop=(
+            slice(top - window_y.start, bottom - window_y.start),
+            slice(left - window_x.start, right - window_x.start),
+        ),
+    )
+
+
+def _batches(
+    shape, tile: int, halo: int, per_batch: int, region: Region
+) -> list[list[tuple[Tile, Tile | None]]]:
+    """The whole-image plan in batches of ``per_batch`` tiles, each tile with its part of ``region`` (None
+    where it has none); only the batches with a part of it."""
     plan = plan_tiles(shape, tile, halo)
+    batches = []
+    for first in range(0, len(plan), per_batch):
+        batch = [(tile, _in_region(tile, region)) for tile in plan[first : first + per_batch]]
+        if any(part is not None for _, part in batch):
+            batches.append(batch)
+    return batches
+
+
+def run_tiles(
+    fused: FusedNRRN,
+    images,
+    tile: int,
+    halo: int,
+    blocks: bool = False,
+    per_batch=None,
+    region: Region | None = None,
+    stats: SliceStats | None = None,
+):
+    """Run ``fused`` over (prev, centre, next) images, ``per_batch`` tiles per forward pass (default: 1 on
+    CPU, where more was not faster, GPU_TILES_PER_BATCH on CUDA). Yields Progress per batch; returns the
+    stitched z-scored output and the per-block outputs (StopIteration.value).
+
+    ``stats``: the images' whole-slice statistics, each window is z-scored with them as it is cut (None: the
+    images are z-scored already). With ``region`` (y0, y1, x0, x1), only the batches of the whole-image run
+    whose tiles meet it run, unchanged, and the outputs are that region.
+    """
+    shape = images[0].shape
     on_gpu = fused.device.type == "cuda"
     if per_batch is None:
         per_batch = GPU_TILES_PER_BATCH if on_gpu else 1
-    output = np.empty(shape, np.float32)
-    block_outputs = [np.empty(shape, np.float32) for _ in range(len(fused.blocks))] if blocks else []
+    region = (0, shape[0], 0, shape[1]) if region is None else region
+    batches = _batches(shape, tile, halo, per_batch, region)
+    region_shape = (region[1] - region[0], region[3] - region[2])
+    output = np.empty(region_shape, np.float32)
+    block_outputs = [np.empty(region_shape, np.float32) for _ in range(len(fused.blocks))] if blocks else []
     start = time.perf_counter()
-    for first in range(0, len(plan), per_batch):
-        batch = plan[first : first + per_batch]
+    for done, batch in enumerate(batches, 1):
         windows = []
-        for image in images:
-            host = torch.from_numpy(np.stack([image[tile.window] for tile in batch])[:, None])
+        for index, image in enumerate(images):
+            cut = np.stack([image[tile.window] for tile, _ in batch])
+            host = torch.from_numpy(cut if stats is None else zscore(cut, stats[index])).unsqueeze(1)
             if on_gpu:
                 host = host.pin_memory()
             windows.append(host.to(fused.device, non_blocking=on_gpu))
         estimate, per_block = fused(*windows, blocks=blocks)
-        stitch(output, batch, estimate[:, 0].cpu().numpy())
+        kept = [index for index, (_, part) in enumerate(batch) if part is not None]
+        parts = [batch[index][1] for index in kept]
+        stitch(output, parts, estimate[kept, 0].cpu().numpy())
         for target, block in zip(block_outputs, per_block, strict=True):
-            stitch(target, batch, block[:, 0].cpu().numpy())
-        yield Progress("denoise", first + len(batch), len(plan), time.perf_counter() - start, "tiles")
+            stitch(target, parts, block[kept, 0].cpu().numpy())
+        yield Progress("denoise", done, len(batches), time.perf_counter() - start, "tiles")
     return output, block_outputs
 
 
+def _checked_stats(stats, images) -> SliceStats:
+    """The caller's (mean, std) of prev, centre and next, checked; computed from the slices when None."""
+    if stats is None:
+        return tuple(slice_stats(image, name) for image, name in zip(images, TRIPLET_NAMES, strict=True))
+    try:
+        checked = tuple((float(mean), float(std)) for mean, std in stats)
+    except (TypeError, ValueError):
+        checked = ()
+    if len(checked) != 3 or not all(math.isfinite(m) and math.isfinite(s) and s > 0 for m, s in checked):
+        raise ValueError(
+            f"stats must be three (mean, std) pairs, for prev, centre and next, as slice_stats returns them, "
+            f"with finite means and positive standard deviations: got {stats!r}"
+        )
+    return checked
+
+
 def iter_denoise_slice(
-    model: NRRN, prev, centre, next, tile=None, device=None, blocks=False, precision="auto"
+    model: NRRN,
+    prev,
+    centre,
+    next,
+    tile=None,
+    device=None,
+    blocks=False,
+    precision="auto",
+    region=None,
+    stats=None,
 ) -> Iterator[Progress]:
-    """``denoise_slice`` as a generator: yields Progress per batch of tiles (for progress bars and cancelling
-    between tiles) and returns what ``denoise_slice`` returns (StopIteration.value)."""
+    """``denoise_slice`` as a generator: yields Progress per batch of tiles and returns what ``denoise_slice``
+    returns (StopIteration.value). A caller cancels by asking for no more events: the work stops between two
+    batches of tiles."""
     prev, centre, next = _check_triplet(prev, centre, next)
+    region = None if region is None else check_region(region, centre.shape)
+    stats = _checked_stats(stats, (prev, centre, next))
     device = select_device(device)
     halo = model.halo
     tile = default_tile(device) if tile is None else int(tile)
     check_tile(tile, halo)
     fused = FusedNRRN(model, device, inference_dtype(device, precision))
-    centre_stats = slice_stats(centre)
-    images = (zscore(prev, slice_stats(prev)), zscore(centre, centre_stats), zscore(next, slice_stats(next)))
     while True:
         try:
-            output, block_outputs = yield from run_tiles(fused, images, tile, halo, blocks)
+            output, block_outputs = yield from run_tiles(
+                fused, (prev, centre, next), tile, halo, blocks, region=region, stats=stats
+            )
             break
         except torch.cuda.OutOfMemoryError:
             if tile // 2 < halo:
@@ -146,20 +263,49 @@ def iter_denoise_slice(
                 stacklevel=2,
             )
             tile //= 2
-    denoised = _cast_like(unzscore(output, centre_stats), centre.dtype)
-    if not blocks:
-        return denoised
-    return denoised, [unzscore(block, centre_stats).astype(np.float32) for block in block_outputs]
+    centre_part = centre if region is None else centre[region[0] : region[1], region[2] : region[3]]
+    denoised = _cast_like(unzscore(output, stats[1]), centre.dtype)
+    block_outputs = [unzscore(block, stats[1]).astype(np.float32) for block in block_outputs]
+    if np.issubdtype(centre.dtype, np.floating):
+        # Where the centre has no value, neither has the output: its own NaN or infinity, not an estimate.
+        missing = ~np.isfinite(centre_part)
+        for image in (denoised, *block_outputs):
+            image[missing] = centre_part[missing]
+    return (denoised, block_outputs) if blocks else denoised
 
 
-def denoise_slice(model: NRRN, prev, centre, next, tile=None, device=None, blocks=False, precision="auto"):
-    """The denoised ``centre`` slice (numpy, its dtype kept); with ``blocks=True`` also ``[y_1 .. y_K]``, the
-    de-normalised float32 estimates after each block, averaged over both branches like the output.
+def denoise_slice(
+    model: NRRN,
+    prev,
+    centre,
+    next,
+    tile=None,
+    device=None,
+    blocks=False,
+    precision="auto",
+    region=None,
+    stats=None,
+):
+    """The denoised ``centre`` slice (numpy, its dtype kept); with ``blocks=True`` also, for k = 1..K, what
+    ``model.cut(k)`` gives (``NRRN.depth_outputs``), de-normalised float32, averaged over both branches like
+    the output: the tail at every depth for an ``every_depth`` model, y_1 .. y_{K-1} then the output for
+    others. The last item equals the output.
 
     ``tile``: tile core size in pixels (None: chosen for the device); ``precision``: "auto", "float32",
     "bfloat16" or "float16" for the convolutions ("float32" reproduces the reference network to rounding).
+    ``region``: (y0, y1, x0, x1), half-open pixel bounds: only that part of the slice is computed and
+    returned (the block outputs too), equal to that crop of the whole slice's output. ``stats``: the
+    whole-slice (mean, std) of prev, centre and next as ``slice_stats`` gives them, to save a pass over
+    large slices when they are known (None: computed here).
     """
-    return run_to_end(iter_denoise_slice(model, prev, centre, next, tile, device, blocks, precision))
+    return run_to_end(
+        iter_denoise_slice(model, prev, centre, next, tile, device, blocks, precision, region, stats)
+    )
+
+
+def _neighbours(z: int, depth: int) -> tuple[int, int]:
+    """The slices before and after slice ``z``; at an end, the one neighbour twice."""
+    return (z - 1 if z > 0 else 1), (z + 1 if z < depth - 1 else depth - 2)
 
 
 def slice_triplet(stack, z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,9 +315,18 @@ def slice_triplet(stack, z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     depth = stack.shape[0]
     if not 0 <= z < depth:
         raise ValueError(f"slice {z} is outside the stack of {depth} slices")
-    before = z - 1 if z > 0 else 1
-    after = z + 1 if z < depth - 1 else depth - 2
+    before, after = _neighbours(z, depth)
     return tuple(np.asarray(stack[index]) for index in (before, z, after))
+
+
+def triplet_stats(triplet, z: int, depth: int) -> SliceStats:
+    """``slice_stats`` of the triplet of slice ``z`` of a stack of ``depth`` slices, naming each slice by its
+    index in errors."""
+    before, after = _neighbours(z, depth)
+    return tuple(
+        slice_stats(image, f"slice {index} of the stack")
+        for image, index in zip(triplet, (before, z, after), strict=True)
+    )
 
 
 def _as_slice_chunked(stack) -> da.Array:
@@ -180,22 +335,44 @@ def _as_slice_chunked(stack) -> da.Array:
     return da.from_array(stack, chunks=(1, -1, -1))
 
 
-def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto") -> da.Array:
+def run_unless_stopped(events, should_stop):
+    """Drive a generator of events to its end and return its value; ``Cancelled`` (the generator closed) as
+    soon as ``should_stop()`` is True, checked before each event is asked for."""
+    while True:
+        if should_stop():
+            events.close()
+            raise Cancelled("denoising was cancelled")
+        try:
+            next(events)
+        except StopIteration as finished:
+            return finished.value
+
+
+def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto", should_stop=None) -> da.Array:
     """The denoised stack, lazily: a dask array of the same shape and dtype, one chunk per slice; computing
-    slice z reads input slices z-1, z and z+1 only."""
+    slice z reads input slices z-1, z and z+1 only.
+
+    ``should_stop``: a callable checked between batches of tiles; when it returns True, the slice being
+    computed stops there and raises ``Cancelled`` (a writer computing the stack then removes its partial
+    output).
+    """
     check_stack(stack)
     if tile is not None:
         check_tile(int(tile), model.halo)
     inference_dtype(select_device(device), precision)  # a bad device or precision fails now, not per slice
     stack = _as_slice_chunked(stack)
+    depth = stack.shape[0]
     # Neighbour stacks, one slice per chunk: at each end the one neighbour stands in for the missing one.
     before = da.concatenate([stack[1:2], stack[:-1]])
     after = da.concatenate([stack[1:], stack[-2:-1]])
 
-    def denoise_chunk(prev, centre, next):
-        return denoise_slice(model, prev[0], centre[0], next[0], tile, device, precision=precision)[None]
+    def denoise_chunk(prev, centre, next, block_info=None):
+        triplet = (prev[0], centre[0], next[0])
+        stats = triplet_stats(triplet, block_info[None]["chunk-location"][0], depth)
+        events = iter_denoise_slice(model, *triplet, tile, device, precision=precision, stats=stats)
+        return (run_to_end(events) if should_stop is None else run_unless_stopped(events, should_stop))[None]
 
-    return da.map_blocks(denoise_chunk, before, stack, after, dtype=stack.dtype, name="nrrn-denoise")
+    return da.map_blocks(denoise_chunk, before, stack, after, dtype=stack.dtype, token="nrrn-denoise")
 
 
 def iter_denoise_slices(model: NRRN, stack, zs=None, tile=None, device=None, precision="auto"):

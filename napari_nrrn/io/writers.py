@@ -2,7 +2,8 @@
 
 Memory holds one slice: each slice of the input (numpy or dask) is computed, written and dropped. The output
 goes to ``<name>.partial-<pid>`` beside the final path and is renamed only when complete; an exception or an
-early ``close()`` of the generator removes it, so no half-written file ever carries the final name.
+early ``close()`` of the generator removes it, so no half-written file ever carries the final name. An
+``OSError`` while writing (a full disk, a vanished share) names the final path, not the temporary one.
 
 - ``.tif`` / ``.tiff``: an ImageJ hyperstack (resolution + ``spacing``, unit nm) for uint8, uint16 and float32
   below 4 GB, the types and sizes ImageJ reads natively; otherwise an OME-TIFF (BigTIFF above 4 GB) with
@@ -14,6 +15,7 @@ early ``close()`` of the generator removes it, so no half-written file ever carr
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shutil
@@ -25,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_nrrn.engine.events import Progress
 from napari_nrrn.io.stack import TIFF_SUFFIXES, VoxelSize
+from napari_nrrn.progress import Progress
 
 # Classic TIFF addresses 4 GiB; keep room for the IFDs (a few hundred bytes per slice) and metadata.
 BIGTIFF_THRESHOLD_BYTES = 2**32 - 2**25
@@ -135,10 +137,48 @@ def _write_slices(stack, path: Path, open_writer: Callable) -> Iterator[Progress
                 if z + 1 < depth:
                     yield Progress("write", z + 1, depth, time.perf_counter() - start, message=str(path))
         move_into_place(temporary, path)
-    except BaseException:  # includes GeneratorExit from close(): never leave the partial output behind
+    except BaseException as error:  # includes GeneratorExit from close(): never leave the partial output
         _remove(temporary)
+        renamed = naming_output(error, temporary, path) if isinstance(error, OSError) else error
+        if renamed is not error:
+            raise renamed from error
         raise
     yield Progress("write", depth, depth, time.perf_counter() - start, message=f"saved {path}")
+
+
+def naming_output(error: OSError, partial: Path, output: Path) -> OSError:
+    """``error`` as the user should read it: about ``output`` where it was about ``partial`` (or a file in
+    it) or about no file; ``error`` itself when it is about another file or carries no errno."""
+    if error.errno is None:
+        return error
+    if error.filename is not None:
+        about = Path(os.fsdecode(error.filename))
+        if about != partial and partial not in about.parents:
+            return error
+    return OSError(error.errno, error.strerror, str(output))  # the errno's own subclass, e.g. PermissionError
+
+
+def os_error_message(error: OSError, path: str | os.PathLike | None = None) -> str:
+    """One line for an ``OSError`` of the system (one with an errno) met on ``error.filename`` (else
+    ``path``): what went wrong and what to do."""
+    name = error.filename if error.filename is not None else path
+    where = f" {os.fsdecode(name)}" if name is not None else ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on device writing{where}: free space or write to another disk"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"permission denied on{where} ({error.strerror}): choose a folder you can write to, "
+            "or a file you can read"
+        )
+    if error.errno == errno.ENOENT:
+        return (
+            f"{where.strip() or 'a file'} does not exist ({error.strerror}): check the path, and that its "
+            "disk or network share is still mounted"
+        )
+    return (
+        f"{error.strerror or error} on{where}: check the disk or the network share (is it still mounted?), "
+        "then run again"
+    )
 
 
 def move_into_place(temporary: Path, path: Path) -> None:

@@ -27,6 +27,8 @@ from napari.utils.progress import cancelable_progress
 from qtpy.QtCore import QObject
 from superqt.utils import GeneratorWorker
 
+from napari_nrrn.progress import Cancelled
+
 ShouldStop = Callable[[], bool]
 # What a job returns when it was closed before its generator ended.
 STOPPED = object()
@@ -35,7 +37,8 @@ STOPPED = object()
 def _drive(events: Iterator, stop: threading.Event, stop_by_closing: bool) -> Generator:
     """Forward ``events`` until they end; on ``stop``, close them (if ``stop_by_closing``).
 
-    Returns what the engine generator returns, or ``STOPPED`` when it was closed early.
+    Returns what the engine generator returns, or ``STOPPED`` when it was closed early or stopped itself on
+    the stop flag (raising ``Cancelled``, as a stack being denoised does between two tiles).
     """
     try:
         while not (stop_by_closing and stop.is_set()):
@@ -43,6 +46,8 @@ def _drive(events: Iterator, stop: threading.Event, stop_by_closing: bool) -> Ge
                 event = next(events)
             except StopIteration as finished:
                 return finished.value
+            except Cancelled:
+                return STOPPED
             yield event
         return STOPPED
     finally:
@@ -81,6 +86,11 @@ def plain_message(exc: BaseException, doing: str) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"The disk is full{where} while {doing}: free some space or write to another folder."
+    if isinstance(exc, OSError) and exc.errno is not None:
+        from napari_nrrn.io.writers import os_error_message
+
+        text = os_error_message(exc)
+        return f"Error while {doing}: {text[0].upper()}{text[1:]}."
     return f"Error while {doing}: {text}"
 
 
