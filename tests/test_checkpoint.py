@@ -32,7 +32,7 @@ def test_authors_state_dict_gives_the_authors_network(tmp_path, real_pairs, dept
     path = tmp_path / "authors.pt"
     torch.save(theirs.state_dict(), path)
     ours = load_model(path)
-    assert ours.config() == {"depth": depth, "width": width, "tail": True}
+    assert ours.config() == {"depth": depth, "width": width, "tail": True, "every_depth": False}
     assert ours.metadata["source"] == "authors' NRRN state dict"
     with torch.no_grad():
         expected = theirs(real_pairs)
@@ -67,7 +67,7 @@ def test_save_load_round_trip_keeps_weights_config_and_metadata(tmp_path, real_p
     assert path == tmp_path / "models" / "model.pt"
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no temporary left
     loaded = load_model(path)
-    assert loaded.config() == {"depth": 2, "width": 6, "tail": False}
+    assert loaded.config() == {"depth": 2, "width": 6, "tail": False, "every_depth": False}
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
     assert loaded.metadata["training"] == {"steps": 500, "lr": 1e-4, "loss": 0.25}
@@ -77,6 +77,26 @@ def test_save_load_round_trip_keeps_weights_config_and_metadata(tmp_path, real_p
     assert not loaded.training
     with torch.no_grad():
         assert torch.equal(loaded(real_pairs), model.eval()(real_pairs))
+
+
+def test_every_depth_is_kept_and_older_files_without_it_load_as_final_output_models(tmp_path, real_pairs):
+    torch.manual_seed(4)
+    model = NRRN(depth=2, width=4, every_depth=True).eval()
+    loaded = load_model(save_model(model, tmp_path / "every_depth.pt"))
+    assert loaded.config()["every_depth"] is True
+    with torch.no_grad():
+        assert torch.equal(loaded.cut(1)(real_pairs), model.cut(1)(real_pairs))
+
+    content = torch.load(save_model(NRRN(2, 4), tmp_path / "new.pt"), weights_only=True)
+    del content["config"]["every_depth"]  # as napari-nrrn wrote models before every-depth training
+    torch.save(content, tmp_path / "older.pt")
+    older = load_model(tmp_path / "older.pt")
+    assert older.every_depth is False and older.cut(1).tail is None
+
+    content["config"]["every_depth"] = "yes"
+    torch.save(content, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd\.pt: NRRN config every_depth = 'yes' must be true or false"):
+        load_model(tmp_path / "odd.pt")
 
 
 def test_metadata_that_cannot_be_stored_is_refused(tmp_path):

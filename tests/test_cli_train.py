@@ -12,6 +12,8 @@ from napari_nrrn.cli import main
 from napari_nrrn.model.checkpoint import load_model
 
 FAST = ["--depth", "1", "--width", "4", "--patch", "16", "--batch", "2", "--checkpoint-every", "3"]
+# gala's noise correlates between adjacent slices: its own choice is z-distance 3, too far for 8 slices.
+ADJACENT = [*FAST, "--z-distance", "1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,7 +30,7 @@ def small_stack(shared_data, tmp_path_factory):
 
 def test_train_writes_a_model_that_loads_and_records_how_it_was_made(small_stack, tmp_path, capsys):
     output = tmp_path / "model.pt"
-    assert main(["train", str(small_stack), "-o", str(output), *FAST, "--steps", "5", "--seed", "3"]) == 0
+    assert main(["train", str(small_stack), "-o", str(output), *ADJACENT, "--steps", "5", "--seed", "3"]) == 0
     model = load_model(output)
     assert (model.depth, model.width) == (1, 4)
     metadata = model.metadata
@@ -36,6 +38,7 @@ def test_train_writes_a_model_that_loads_and_records_how_it_was_made(small_stack
         f"napari-nrrn train '{small_stack}' -o {output} --depth 1 --width 4"
     )
     assert "--steps 5" in metadata["command"] and "--seed 3" in metadata["command"]
+    assert "--z-distance 1 --supervision every-depth" in metadata["command"]
     assert metadata["data"]["paths"] == [str(small_stack.resolve())]
     assert metadata["data"]["shape"] == [8, 40, 48]
     assert metadata["training"]["step"] == 5 and metadata["training"]["config"]["seed"] == 3
@@ -43,14 +46,14 @@ def test_train_writes_a_model_that_loads_and_records_how_it_was_made(small_stack
     checkpoint = tmp_path / "model.checkpoint.pt"
     assert "optimiser" in load_model(checkpoint).metadata["training"]
     out = capsys.readouterr()
-    assert f"wrote {output}" in out.out and "5 steps" in out.out
+    assert f"wrote {output}" in out.out and "5 steps, z-distance 1" in out.out
     assert "5/5" in out.err  # the progress bar
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(small_stack, tmp_path, monkeypatch, capsys):
     real_train = engine_train.train
     output = tmp_path / "model.pt"
-    command = ["train", str(small_stack), "-o", str(output), *FAST, "--steps", "6"]
+    command = ["train", str(small_stack), "-o", str(output), *ADJACENT, "--steps", "6"]
     monkeypatch.setattr(engine_train, "train", lambda *a, **k: _relay(real_train(*a, **k)))
     assert main(command) == 130
     assert "stopped at step 2" in capsys.readouterr().err
@@ -95,15 +98,40 @@ def test_two_stacks_train_as_repeated_scans(small_stack, tmp_path, shared_data):
         (lambda d: d[:2], [], "needs at least 5 slices, the stack has 2"),
         (lambda d: d[:2], ["--target", "neighbours"], "needs at least 3 slices, the stack has 2"),
         (lambda d: d, ["--patch", "64"], "patch size 64 does not fit slices of 40x48 pixels"),
+        (
+            lambda d: d,
+            ["--z-distance", "2"],
+            "at z-distance 2 needs at least 9 slices (4 x 2 + 1), the stack has 8",
+        ),
     ],
 )
 def test_bad_input_exits_with_a_clear_error(small_stack, tmp_path, capsys, make, extra, message):
     path = tmp_path / "bad.tif"
     tifffile.imwrite(path, make(tifffile.imread(small_stack)))
     output = tmp_path / "model.pt"
-    assert main(["train", str(path), "-o", str(output), *FAST, "--steps", "2", *extra]) == 2
+    assert main(["train", str(path), "-o", str(output), *ADJACENT, "--steps", "2", *extra]) == 2
     assert message in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_the_z_distance_is_chosen_from_the_noise_and_supervision_is_recorded(small_stack, tmp_path, capsys):
+    output = tmp_path / "model.pt"
+    assert main(["train", str(small_stack), "-o", str(output), *FAST, "--steps", "2"]) == 2
+    # gala's noise correlates at 0.4 between adjacent slices, 0.14 two apart: slices 3 apart are needed.
+    assert "at z-distance 3 (chosen because the noise of slices 1, 2, 3 apart correlates at 0.4" in (
+        capsys.readouterr().err
+    )
+    command = ["train", str(small_stack), "-o", str(output), *FAST, "--steps", "2", "--target", "neighbours"]
+    assert main([*command, "--supervision", "final"]) == 0
+    model = load_model(output)
+    training = model.metadata["training"]
+    assert (
+        training["z_distance"] == 3 and training["config"]["supervision"] == "final" and not model.every_depth
+    )
+    assert "--z-distance" not in model.metadata["command"]  # chosen, not given: rerunning chooses again
+    assert model.metadata["command"].endswith(
+        "--target neighbours --supervision final --seed 0 --checkpoint-every 3"
+    )
 
 
 def test_missing_stack_mismatched_scans_and_two_budgets(small_stack, tmp_path, capsys):

@@ -128,25 +128,30 @@ def test_int16_detector_data_keeps_its_dtype(model, shared_data):
     assert np.abs(out - expected).max() <= 1
 
 
+@pytest.mark.parametrize("every_depth", [False, True])
 @pytest.mark.parametrize("use_mkldnn", [True, False])
-def test_fused_forward_equals_the_network_with_per_block_outputs(use_mkldnn):
+def test_fused_forward_equals_the_network_with_per_depth_outputs(use_mkldnn, every_depth):
     torch.manual_seed(1)
-    model = NRRN(depth=3, width=8).eval()
+    model = NRRN(depth=3, width=8, every_depth=every_depth).eval()
     x = torch.randn(2, 3, 40, 52)
     prev, centre, next_ = x[:, :1], x[:, 1:2], x[:, 2:]
     pairs = torch.cat([torch.cat([prev, centre], 1), torch.cat([next_, centre], 1)])
     with torch.no_grad():
         expected = model(pairs).unflatten(0, (2, 2)).mean(0)
-        expected_blocks = [y.unflatten(0, (2, 2)).mean(0) for y in model.block_outputs(pairs)]
+        expected_depths = [z.unflatten(0, (2, 2)).mean(0) for z in model.depth_outputs(pairs)]
     fused = FusedNRRN(model, torch.device("cpu"), torch.float32, use_mkldnn=use_mkldnn)
-    got, blocks = fused(prev, centre, next_, blocks=True)
+    got, depths = fused(prev, centre, next_, blocks=True)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-    for a, b in zip(blocks, expected_blocks, strict=True):
+    assert len(depths) == 3
+    for a, b in zip(depths, expected_depths, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(depths[-1], got, atol=0, rtol=0)
+    # Without blocks=True the same output, and a cut's fused forward is that depth's output.
+    torch.testing.assert_close(fused(prev, centre, next_)[0], got, atol=0, rtol=0)
     cut, _ = FusedNRRN(model.cut(2), torch.device("cpu"), torch.float32, use_mkldnn=use_mkldnn)(
         prev, centre, next_
     )
-    torch.testing.assert_close(cut, expected_blocks[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cut, expected_depths[1], atol=1e-5, rtol=0)
 
 
 def test_default_precision_stays_within_one_grey_level_of_float32(model, gala):
@@ -155,13 +160,22 @@ def test_default_precision_stays_within_one_grey_level_of_float32(model, gala):
     assert np.abs(fast.astype(int) - exact).max() <= 1
 
 
-def test_blocks_are_the_cut_models_outputs(model, gala):
+@pytest.mark.parametrize("every_depth", [False, True])
+def test_blocks_are_the_cut_models_outputs(gala, every_depth):
+    torch.manual_seed(0)
+    model = NRRN(depth=2, width=8, every_depth=every_depth).eval()
     prev, centre, next_ = (s.astype(np.float32) for s in gala[4:7])
     output, blocks = denoise_slice(model, prev, centre, next_, tile=64, precision="float32", blocks=True)
     assert len(blocks) == model.depth and all(b.dtype == np.float32 for b in blocks)
     first = denoise_slice(model.cut(1), prev, centre, next_, tile=64, precision="float32")
     np.testing.assert_allclose(blocks[0], first, atol=1e-3)
-    assert np.abs(blocks[1] - output).mean() > 0.01  # the tail still changes y_K
+    np.testing.assert_array_equal(blocks[-1], output)
+    # The two kinds of model differ at depth 1 only by the tail applied there.
+    with torch.no_grad():
+        tail_at_depth_1 = NRRN(depth=2, width=8, every_depth=not every_depth)
+    tail_at_depth_1.load_state_dict(model.state_dict())
+    other = denoise_slice(tail_at_depth_1.cut(1), prev, centre, next_, tile=64, precision="float32")
+    assert np.abs(other - first).mean() > 0.01
 
 
 def test_iter_denoise_slice_reports_tiles_and_returns_the_slice(model, gala):

@@ -58,9 +58,9 @@ def reference_forward(params: dict, neighbour: np.ndarray, centre: np.ndarray, d
     return estimates, tail_term, estimate + tail_term
 
 
-def hand_set_model(depth: int, width: int) -> NRRN:
+def hand_set_model(depth: int, width: int, every_depth: bool = False) -> NRRN:
     """An NRRN whose every weight is set by a fixed rule, no random numbers: 0.3 * sin(1.7 index + offset)."""
-    model = NRRN(depth=depth, width=width)
+    model = NRRN(depth=depth, width=width, every_depth=every_depth)
     with torch.no_grad():
         for offset, parameter in enumerate(model.parameters()):
             index = torch.arange(parameter.numel(), dtype=torch.float64)
@@ -105,6 +105,52 @@ def test_cut_returns_the_per_block_outputs():
         model.cut(4)
     with pytest.raises(ValueError, match="at least 1"):
         NRRN(depth=0)
+
+
+def test_cut_of_an_every_depth_model_is_the_first_blocks_and_the_tail():
+    model = hand_set_model(depth=3, width=2, every_depth=True)
+    neighbour = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5], [-2.0, 1.0, 0.25]])
+    centre = np.array([[1.0, 0.5, -1.5], [0.0, 2.0, 1.0], [-1.0, -0.5, 0.75]])
+    params = {k: v.double().numpy() for k, v in model.state_dict().items()}
+    x = torch.tensor(np.stack([neighbour, centre])[None], dtype=torch.float32)
+    with torch.no_grad():
+        depth_outputs = [z[0, 0].double().numpy() for z in model.depth_outputs(x)]
+        block_outputs = [y[0, 0].double().numpy() for y in model.block_outputs(x)]
+        for k in (1, 2, 3):
+            cut = model.cut(k)
+            assert cut.config() == {"depth": k, "width": 2, "tail": True, "every_depth": True}
+            # z_k = y_k + T(relu(X_k))[0] * sigmoid(max over channels of T(relu(X_k))): the reference run for
+            # k blocks, whose tail reads the signal stream after block k.
+            estimates, tail_term, expected = reference_forward(params, neighbour, centre, depth=k)
+            np.testing.assert_allclose(cut(x)[0, 0].double().numpy(), expected, atol=1e-5)
+            np.testing.assert_allclose(depth_outputs[k - 1], expected, atol=1e-5)
+            # block_outputs keeps the published meaning: y_k, without the tail.
+            np.testing.assert_allclose(block_outputs[k - 1], estimates[-1], atol=1e-5)
+            assert np.abs(tail_term).min() > 1e-3
+        np.testing.assert_array_equal(depth_outputs[-1], model(x)[0, 0].double().numpy())
+    with pytest.raises(ValueError, match="choose 1..3"):
+        model.cut(0)
+    with pytest.raises(ValueError, match="needs tail=True"):
+        NRRN(depth=2, width=4, tail=False, every_depth=True)
+
+
+def test_depth_outputs_are_what_each_cut_returns_in_one_pass():
+    torch.manual_seed(3)
+    x = torch.randn(2, 2, 18, 22)
+    for every_depth in (False, True):
+        model = NRRN(depth=3, width=4, every_depth=every_depth).eval()
+        with torch.no_grad():
+            depths = model.depth_outputs(x)
+            blocks = model.block_outputs(x)
+            assert len(depths) == 3
+            for k in (1, 2, 3):
+                torch.testing.assert_close(depths[k - 1], model.cut(k)(x), rtol=0, atol=1e-6)
+            # An old-style model's cuts are its per-block estimates, then the full output.
+            if not every_depth:
+                torch.testing.assert_close(depths[:2], blocks[:2], rtol=0, atol=0)
+            else:
+                assert (depths[0] - blocks[0]).abs().min() > 0
+            torch.testing.assert_close(depths[2], model(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("depth", "tail"), [(1, True), (3, True), (2, False)])

@@ -5,8 +5,10 @@ import dask.array as da
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_nrrn.engine.sampling import SliceCache, TripletSampler, split_centres
+from napari_nrrn.engine.train import TrainConfig, branch_inputs, sample_offsets
 
 
 class CountingStack:
@@ -152,9 +154,51 @@ def test_repeated_scan_layouts():
 
 
 def test_five_slice_windows_for_the_neighbour_mean_target(flyem):
-    sampler = TripletSampler(flyem, 16, validation_fraction=0, reach=2)
+    sampler = TripletSampler(flyem, 16, validation_fraction=0, offsets=(-2, -1, 0, 1, 2))
     assert sampler.batch(3).shape == (3, 5, 16, 16)
     assert set(sampler.split.train) == set(range(2, 10))
+    with pytest.raises(ValueError, match=r"slice offsets \(-1, 1\) must be increasing and include 0"):
+        TripletSampler(flyem, 16, offsets=(-1, 1))
+
+
+@pytest.mark.parametrize(
+    ("target", "offsets"), [("neighbour-mean", (-4, -2, 0, 2, 4)), ("neighbours", (-2, 0, 2))]
+)
+def test_pairing_at_z_distance_two_reads_the_right_slices(target, offsets):
+    # Slice z has z + 1 bright pixels of 64: z-scored, they read sqrt((64 - k) / k), which names the slice
+    # whatever the flip or rotation of the whole-slice patch.
+    stack = np.zeros((13, 8, 8), np.float32)
+    for z in range(13):
+        stack[z].flat[: z + 1] = 1
+    config = TrainConfig(target=target, z_distance=2)
+    assert sample_offsets(config) == offsets
+    counting = CountingStack(stack)
+    samples = TripletSampler(counting, 8, validation_fraction=0, offsets=offsets).batch(20)
+    names = np.rint(64 / (1 + samples.max(axis=(2, 3)) ** 2) - 1).astype(int)
+    centres = names[:, len(offsets) // 2]
+    np.testing.assert_array_equal(names, centres[:, None] + np.array(offsets))
+    assert set(centres) <= set(range(4, 9) if target == "neighbour-mean" else range(2, 11))
+    assert set(counting.reads) == {int(z) for c in set(centres) for z in c + np.array(offsets)}
+    # The branches: f(z-2s, z) and f(z+2s, z) toward (z-s + z+s) / 2; or f(z-s, z) -> z+s, f(z+s, z) -> z-s.
+    x1, x2, prev, next_ = branch_inputs(torch.from_numpy(samples), "adjacent", target)
+    sample = samples[0]
+    if target == "neighbour-mean":
+        np.testing.assert_array_equal(x1[0].numpy(), sample[[0, 2]])
+        np.testing.assert_array_equal(x2[0].numpy(), sample[[4, 2]])
+        np.testing.assert_array_equal(prev[0, 0].numpy(), (sample[1] + sample[3]) / 2)
+    else:
+        np.testing.assert_array_equal(x1[0].numpy(), sample[[0, 1]])
+        np.testing.assert_array_equal(next_[0, 0].numpy(), sample[2])
+
+
+@pytest.mark.parametrize("reach", [1, 2, 4, 6])
+def test_training_and_validation_samples_never_share_a_slice_for_any_reach(reach):
+    split = split_centres(80, "adjacent", 0.1, reach)
+    assert len(split.validation) > 0
+    validation_slices = {z for v in split.validation for z in range(v - reach, v + reach + 1)}
+    training_slices = {z for c in split.train for z in range(c - reach, c + reach + 1)}
+    assert not validation_slices & training_slices
+    assert min(split.train) == reach and max(split.train) == 79 - reach
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,19 @@ import tifffile
 import torch
 
 from napari_nrrn.engine.inference import denoise_slice
-from napari_nrrn.engine.train import TrainConfig, branch_inputs, hide_pixels, learning_rate, train
+from napari_nrrn.engine.sampling import TripletSampler
+from napari_nrrn.engine.train import (
+    SharedNoiseError,
+    TrainConfig,
+    branch_inputs,
+    hide_pixels,
+    learning_rate,
+    train,
+)
 from napari_nrrn.measures.metrics import psnr
-from napari_nrrn.model.checkpoint import load_model
+from napari_nrrn.model.checkpoint import load_model, save_model
+from napari_nrrn.model.loss import consensus_loss
+from napari_nrrn.model.nrrn import NRRN
 
 TINY = TrainConfig(depth=1, width=4, patch=24, batch=4, steps=12, validation_every=4, checkpoint_every=5)
 
@@ -72,6 +82,105 @@ def test_training_lowers_the_validation_loss_and_raises_psnr(medulla):
     assert model.metadata["data"] == {"shape": [24, 96, 96], "dtype": "uint8", "path": "medulla crop"}
     assert model.metadata["training"]["step"] == 150 and model.metadata["training"]["ended"] == "completed"
     assert not model.training
+
+
+@pytest.fixture(scope="module")
+def flat_slice(shared_data):
+    """One clean FlyEM slice, to repeat as a stack whose every slice has the same signal."""
+    return tifffile.imread(shared_data / "fibsem_flyem_medulla_A_250cube.tif")[0, :64, :64].astype(np.float64)
+
+
+def noisy(clean, noise):
+    return np.clip(np.round(clean + noise), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("supervision", ["every-depth", "final"])
+def test_the_loss_is_the_mean_over_depths_of_the_consensus_loss(gala, supervision):
+    config = replace(TINY, depth=2, steps=1, amp=False, validation_fraction=0, z_distance=1)
+    config = replace(config, supervision=supervision)
+    events, trained = drain(train(gala, config))
+    assert trained.every_depth is (supervision == "every-depth")
+    # The same first batch and initial weights, by hand.
+    torch.manual_seed(config.seed)
+    model = NRRN(depth=2, width=config.width, every_depth=trained.every_depth)
+    sampler = TripletSampler(
+        gala, config.patch, validation_fraction=0, seed=config.seed, offsets=(-2, -1, 0, 1, 2)
+    )
+    x1, x2, prev, next_ = branch_inputs(
+        torch.from_numpy(sampler.batch(config.batch)), "adjacent", "neighbour-mean"
+    )
+    with torch.no_grad():
+        outputs = (
+            model.depth_outputs(torch.cat([x1, x2])) if trained.every_depth else [model(torch.cat([x1, x2]))]
+        )
+        expected = np.mean([float(consensus_loss(f[:4], f[4:], prev, next_)) for f in outputs])
+    assert len(outputs) == (2 if trained.every_depth else 1)
+    assert events[0].loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_validation_loss_of_every_depth_is_recorded_and_saved(medulla, tmp_path):
+    _, stack = medulla
+    config = replace(TINY, depth=2, steps=4, validation_every=2, validation_fraction=0.1)
+    events, model = drain(train(stack, config))
+    assert events[0].val_loss_by_depth is None
+    by_depth = events[-1].val_loss_by_depth
+    assert len(by_depth) == 2 and events[-1].val_loss == by_depth[-1]
+    assert model.metadata["training"]["val_loss_by_depth"] == list(by_depth)
+    assert model.every_depth and model.metadata["training"]["config"]["supervision"] == "every-depth"
+    loaded = load_model(save_model(model, tmp_path / "model.pt", model.metadata))
+    assert loaded.metadata["training"]["val_loss_by_depth"] == list(by_depth)
+    assert loaded.every_depth
+    assert TrainConfig.published().supervision == "final"
+
+
+def test_correlated_noise_between_adjacent_slices_trains_on_slices_two_apart(shared_data, tmp_path):
+    clean = tifffile.imread(shared_data / "fibsem_flyem_medulla_A_250cube.tif")[:14, :64, :64].astype(float)
+    white = np.random.default_rng(5).standard_normal((16, 64, 64))
+    # Adjacent noise correlation 2c / (1 + 2c^2) = 0.40, at distance 2 0.04 (benchmarks/bench_depth_noise.py)
+    c = 0.219
+    field = (white[1:-1] + c * (white[:-2] + white[2:])) / np.sqrt(1 + 2 * c**2)
+    stack = noisy(clean, 12 * field)
+    _, model = drain(train(stack, replace(TINY, steps=2), checkpoint_path=tmp_path / "run.pt"))
+    training = load_model(tmp_path / "run.pt").metadata["training"]
+    assert training["z_distance"] == training["config"]["z_distance"] == 2
+    assert training["z_distance_automatic"] is True
+    noise = load_model(tmp_path / "run.pt").metadata["noise"]
+    assert noise["z_correlation"][0] == pytest.approx(0.4, abs=0.1) and abs(noise["z_correlation"][1]) < 0.1
+    assert model.metadata["noise"] == noise
+    # Resuming must pair slices the same way.
+    with pytest.raises(ValueError, match="trained with z_distance = 2, this run asks for 1"):
+        next(train(stack, replace(TINY, z_distance=1), checkpoint_path=tmp_path / "run.pt", resume=True))
+
+
+@pytest.mark.parametrize("target", ["neighbour-mean", "neighbours"])
+def test_a_loss_below_what_independent_noise_allows_stops_training(flat_slice, tmp_path, target):
+    config = replace(TINY, steps=40, lr=3e-3, validation_every=5, validation_fraction=0.1, target=target)
+    config = replace(config, z_distance=1)
+    rng = np.random.default_rng(6)
+    # Every slice the same noisy image: the target's noise is the input's.
+    shared = np.stack([noisy(flat_slice, rng.normal(0, 12, flat_slice.shape))] * 30)
+    checkpoint = tmp_path / "shared.pt"
+    with pytest.raises(
+        SharedNoiseError, match=r"the slices paired at z-distance 1 share noise .*\(--z-distance 2\)"
+    ):
+        drain(train(shared, config, checkpoint_path=checkpoint))
+    saved = load_model(checkpoint).metadata["training"]
+    assert saved["val_loss"] < saved["shared_noise_threshold"] and saved["step"] == 5
+    # The same signal with independent noise never goes below the threshold.
+    independent = noisy(flat_slice, rng.normal(0, 12, (30, *flat_slice.shape)))
+    events, model = drain(train(independent, config))
+    threshold = model.metadata["training"]["shared_noise_threshold"]
+    assert threshold > 0 and min(e.val_loss for e in events if e.val_loss is not None) > threshold
+
+
+def test_a_blind_spot_on_row_correlated_noise_warns(flat_slice):
+    white = np.random.default_rng(7).standard_normal((13, 65, 64))
+    rows = (white[:, 1:] + white[:, :-1]) / np.sqrt(2)  # neighbouring rows correlate at 0.5
+    stack = noisy(flat_slice, 12 * rows)
+    with pytest.warns(UserWarning, match=r"neighbouring rows share noise \(correlation 0\.[45]\d\)"):
+        events = train(stack, replace(TINY, steps=1, blind_spot=1.0, z_distance=1))
+    _, model = drain(events)
+    assert model.metadata["training"]["warnings"][0].startswith("neighbouring rows share noise")
 
 
 def test_two_runs_with_one_seed_give_identical_weights(gala):
@@ -211,6 +320,25 @@ def test_learning_rate_schedules():
         ((10, 64, 64), replace(TINY, schedule="linear"), "schedule 'linear' is unknown"),
         ((10, 64, 64), replace(TINY, batch=0), "batch = 0 must be at least 1"),
         ((10, 2, 64, 64), replace(TINY, mode="repeated-2", blind_spot=1.0), "0 in repeated-2 mode"),
+        (
+            (10, 2, 64, 64),
+            replace(TINY, mode="repeated-2", z_distance=1),
+            "z_distance = 1: .* adjacent mode only",
+        ),
+        ((10, 64, 64), replace(TINY, z_distance=0), "use a distance of at least 1"),
+        ((10, 64, 64), replace(TINY, supervision="half"), "supervision 'half' is unknown"),
+        (
+            (8, 64, 64),
+            replace(TINY, z_distance=2),
+            r"mean of the neighbours at z-distance 2 needs at least 9 slices \(4 x 2 \+ 1\), the stack has "
+            r"8: choose a smaller z-distance .*, the target 'neighbours' \(--target neighbours: 5 slices\)",
+        ),
+        (
+            (6, 64, 64),
+            replace(TINY, z_distance=3, target="neighbours"),
+            r"needs at least 7 slices \(2 x 3 \+ 1\), the stack has 6",
+        ),
+        ((10, 64, 64), TINY, "cannot choose the z-distance of training from the noise .*blank or constant"),
     ],
 )
 def test_bad_input_is_refused_with_the_fix(shape, config, message):

@@ -26,6 +26,8 @@ OPTIONS = (
     "seconds",
     "lr",
     "target",
+    "z_distance",
+    "supervision",
     "device",
     "seed",
     "checkpoint_every",
@@ -35,7 +37,7 @@ UNBOUNDED_STEPS = 10**9
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from napari_nrrn.engine.train import TARGETS, TrainConfig
+    from napari_nrrn.engine.train import SUPERVISIONS, TARGETS, TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument(
@@ -65,6 +67,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.target,
         help="training target on adjacent slices (default %(default)s; 'neighbours' is the published one, "
         "and trains on stacks of 3 or 4 slices)",
+    )
+    parser.add_argument(
+        "--z-distance",
+        type=int,
+        default=None,
+        metavar="N",
+        help="slices between the centre and its neighbours in training (default: chosen from the measured "
+        "noise, so that no target shares noise with an input)",
+    )
+    parser.add_argument(
+        "--supervision",
+        choices=SUPERVISIONS,
+        default=defaults.supervision,
+        help="train every depth's output, so that every --depth cut denoises (default %(default)s), or the "
+        "final output only (the published form)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
@@ -185,9 +202,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     save_model(model, output, model.metadata)
-    val_loss = model.metadata["training"]["val_loss"]
+    val_loss, distance = model.metadata["training"]["val_loss"], model.metadata["training"]["z_distance"]
     print(
         f"wrote {output} (depth {config.depth}, width {config.width}, {step} steps"
+        + (f", z-distance {distance}" if distance is not None else "")
         + (f", validation loss {val_loss:.4f})" if val_loss is not None else ")")
         + f"; checkpoint for --resume: {checkpoint}"
     )

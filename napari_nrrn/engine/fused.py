@@ -48,7 +48,10 @@ _ACTIVATIONS = {"none": lambda x: x, "relu": torch.relu_, "tanh": torch.tanh_, "
 
 
 class FusedNRRN:
-    """``(prev, centre, next) -> ((f(prev, centre) + f(next, centre)) / 2, [per-block averages])``.
+    """``(prev, centre, next) -> ((f(prev, centre) + f(next, centre)) / 2, [per-depth averages])``.
+
+    With ``blocks=True`` the second item holds, for k = 1..K, what the model cut at depth k returns
+    (``NRRN.depth_outputs``), averaged over both branches; its last item is the output itself.
 
     Inputs are z-scored float32 tensors (B, 1, H, W) on ``device``; outputs are float32 (B, 1, H, W).
     ``dtype`` is the precision of the convolutions and features (float32, bfloat16 or float16).
@@ -62,6 +65,7 @@ class FusedNRRN:
             raise ValueError("fused oneDNN convolutions need a CPU device and a PyTorch built with oneDNN")
         self._pointwise = available if use_mkldnn is not False else None
         self.width = model.width
+        self.every_depth = model.every_depth
 
         def prepared(weight, bias):
             weight = weight.detach().to(self.device, dtype).contiguous(memory_format=CHANNELS_LAST)
@@ -136,11 +140,25 @@ class FusedNRRN:
             if index + 1 < len(self.blocks):
                 memory = self._conv(memory, self.memory_conv, "tanh")  # P_{k+1}
             estimate.addcmul_(hidden[:, :1], hidden.amax(dim=1, keepdim=True).sigmoid_())  # y_k
-            if blocks:
-                per_block.append(estimate.unflatten(0, (2, batch)).mean(dim=0))
             torch.tanh(estimate, out=hidden[:, :1])  # signal boosting: X_k = H with channel 0 = tanh(y_k)
             signal = hidden
+            if blocks and index + 1 < len(self.blocks):
+                depth_output = (
+                    self._with_tail(estimate.clone(), signal.relu()) if self.every_depth else estimate
+                )
+                per_block.append(self._branch_mean(depth_output))
         if self.tail is not None:
-            tail = self._conv(signal.relu_(), self.tail)
-            estimate.addcmul_(tail[:, :1], tail.amax(dim=1, keepdim=True).sigmoid_())
-        return estimate.unflatten(0, (2, batch)).mean(dim=0), per_block
+            self._with_tail(estimate, signal.relu_())
+        output = self._branch_mean(estimate)
+        if blocks:
+            per_block.append(output)
+        return output, per_block
+
+    def _with_tail(self, estimate: torch.Tensor, rectified_signal: torch.Tensor) -> torch.Tensor:
+        """``estimate`` + the tail's attended channel 0 of relu(X), in place."""
+        tail = self._conv(rectified_signal, self.tail)
+        return estimate.addcmul_(tail[:, :1], tail.amax(dim=1, keepdim=True).sigmoid_())
+
+    @staticmethod
+    def _branch_mean(estimate: torch.Tensor) -> torch.Tensor:
+        return estimate.unflatten(0, (2, len(estimate) // 2)).mean(dim=0)

@@ -2,7 +2,9 @@
 
 Data layouts, by ``mode``:
 
-- ``"adjacent"``: a (Z, Y, X) stack, Z >= 3. A sample is (previous, centre, next) = slices (z-1, z, z+1).
+- ``"adjacent"``: a (Z, Y, X) stack, Z >= 3. A sample is the slices at ``z + offset`` for the sampler's
+  ``offsets``: (previous, centre, next) = (z-1, z, z+1) by default, (z-s, z, z+s) at z-distance s, or the
+  five slices (z-2s, z-s, z, z+s, z+2s) that the neighbour-mean target needs.
 - ``"repeated-3"``: a (Z, 3, Y, X) array: 3 scans of each of Z slices (Z may be 1). A sample is the
   3 scans (a, b, c), used as (previous, centre, next): same signal, independent noise.
 - ``"repeated-2"``: a (Z, 2, Y, X) array: 2 scans (a, b) of each slice. A sample is (a, b); training feeds
@@ -18,8 +20,9 @@ batch, so a batch reads at most one new triplet however large the stack, and a s
 cache is read exactly once. Every patch of a sample gets the same random flip and 90-degree rotation.
 
 A contiguous block of centres in the middle of the stack is held out for validation; in adjacent mode no
-training sample shares a slice with a validation sample. A stack too short to spare that block trains
-without validation (the block and its margin would take more than half of the centres).
+training sample's slices lie within the span of a validation sample's, for any reach. A stack too short to
+spare that block trains without validation (the block and its margin would take more than half of the
+centres).
 """
 
 from __future__ import annotations
@@ -127,7 +130,7 @@ def split_centres(depth: int, mode: str, validation_fraction: float, reach: int 
         return Split(train=centres, validation=centres[:0])
     start = (len(centres) - n_val) // 2
     validation = centres[start : start + n_val]
-    # Adjacent triplets overlap: keep a training triplet from touching a validation slice.
+    # Samples span centre +- reach: keep every training span clear of every validation span.
     margin = 2 * reach if mode == "adjacent" else 0
     train = centres[(centres < validation[0] - margin) | (centres > validation[-1] + margin)]
     if len(train) < len(centres) / 2:
@@ -136,15 +139,14 @@ def split_centres(depth: int, mode: str, validation_fraction: float, reach: int 
     return Split(train=train, validation=validation)
 
 
-def _slices_of(centre: int, mode: str, reach: int) -> tuple[int, ...]:
-    return tuple(range(centre - reach, centre + reach + 1)) if mode == "adjacent" else (centre,)
+ADJACENT = (-1, 0, 1)
 
 
 class TripletSampler:
     """Random training patches (B, 3, P, P) = (previous, centre, next), or (B, 2, P, P) = (a, b) in
-    repeated-2 mode, z-scored per slice, float32. With ``reach`` 2 (adjacent mode) a sample is the 5
-    slices z-2 .. z+2. Deterministic for a ``seed``; ``state()`` and ``restore()`` carry the random state
-    across a checkpoint."""
+    repeated-2 mode, z-scored per slice, float32. In adjacent mode a sample is the slices ``z + offset``
+    for each of ``offsets``, in that order (sorted, with 0 for the centre). Deterministic for a ``seed``;
+    ``state()`` and ``restore()`` carry the random state across a checkpoint."""
 
     def __init__(
         self,
@@ -154,17 +156,21 @@ class TripletSampler:
         validation_fraction: float = 0.1,
         seed: int = 0,
         cache_bytes: int = 1 << 30,
-        reach: int = 1,
+        offsets: tuple[int, ...] = ADJACENT,
     ):
+        offsets = tuple(int(o) for o in offsets)
+        if 0 not in offsets or list(offsets) != sorted(set(offsets)):
+            raise ValueError(f"slice offsets {offsets} must be increasing and include 0 (the centre)")
+        self.offsets = offsets if mode == "adjacent" else (0,)
+        self.reach = max(-self.offsets[0], self.offsets[-1])
         shape = tuple(int(n) for n in stack.shape)
-        check_training_stack(shape, mode, patch, reach)
+        check_training_stack(shape, mode, patch, self.reach)
         self.stack = stack
         self.patch = patch
         self.mode = mode
-        self.reach = reach
-        self.split = split_centres(shape[0], mode, validation_fraction, reach)
+        self.split = split_centres(shape[0], mode, validation_fraction, self.reach)
         slice_bytes = int(np.prod(shape[1:])) * np.dtype(stack.dtype).itemsize
-        per_centre = len(_slices_of(0, mode, reach))
+        per_centre = len(self.offsets)
         # Room for the resident centres' slices plus one incoming triplet, so a step never evicts a resident.
         capacity = max(2 * per_centre, cache_bytes // max(slice_bytes, 1))
         self.cache = SliceCache(stack, capacity)
@@ -183,10 +189,14 @@ class TripletSampler:
         self.rng.bit_generator.state = state["rng"]
         self.resident = [int(c) for c in state["resident"]]
 
+    def slices_of(self, centre: int) -> tuple[int, ...]:
+        """The z indices a sample at ``centre`` reads, in sample order."""
+        return tuple(centre + offset for offset in self.offsets)
+
     def _sample(self, centre: int, y: int, x: int) -> np.ndarray:
         """The z-scored patches of one sample at (y, x), stacked on axis 0."""
         patches = []
-        for z in _slices_of(centre, self.mode, self.reach):
+        for z in self.slices_of(centre):
             scans, stats = self.cache.get(z)
             for scan, (mean, std) in zip(scans, stats, strict=True):
                 window = scan[y : y + self.patch, x : x + self.patch].astype(np.float32)
@@ -208,7 +218,7 @@ class TripletSampler:
     def batch(self, size: int) -> np.ndarray:
         """``size`` random training samples from the resident centres; then one resident is replaced."""
         for centre in self.resident:
-            for z in _slices_of(centre, self.mode, self.reach):
+            for z in self.slices_of(centre):
                 self.cache.touch(z)
         samples = self._draw(self.rng.choice(self.resident, size=size), self.rng)
         outside = np.setdiff1d(self.split.train, self.resident)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import math
 import time
+import warnings
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +23,45 @@ from napari_nrrn.engine.device import select_device
 from napari_nrrn.engine.events import TrainProgress
 from napari_nrrn.engine.fused import cpu_has_native_bfloat16
 from napari_nrrn.engine.sampling import MODES, TripletSampler, check_training_stack
+from napari_nrrn.measures.noise import INDEPENDENT_BELOW, NoiseReport, estimate_noise
 from napari_nrrn.model.loss import consensus_loss
 from napari_nrrn.model.nrrn import NRRN
 
 SCHEDULES = ("cosine", "step", "constant")
-# Training targets in adjacent mode (repeated-scan modes pair scans as DESIGN.md says, whatever the target):
-# neighbour-mean: f(z-2, z) and f(z+2, z) -> (z-1 + z+1) / 2: nearer the centre's signal, half the noise
+# Training targets in adjacent mode at z-distance s (repeated-scan modes pair scans as DESIGN.md says,
+# whatever the target); no target is nearer than s to an input:
+# neighbour-mean: f(z-2s, z) and f(z+2s, z) -> (z-s + z+s) / 2: nearer the centre's signal, half the noise
 #   variance; +3.5 dB over the published target at the same CPU time (docs/training.md).
-# neighbours: the published targets, f(prev, centre) -> next and f(next, centre) -> prev.
+# neighbours: the published targets, f(z-s, z) -> z+s and f(z+s, z) -> z-s.
 TARGETS = ("neighbour-mean", "neighbours")
+# What the loss is computed on: every depth's output z_k (the mean of their consensus losses; the network is
+# built with every_depth=True, so each cut is a denoiser: 0.1 to 0.7 dB below full depth measured, against
+# 6 to 9 dB for cuts of a model trained on its final output, DESIGN.md section 1), or the final output alone
+# (the published form).
+SUPERVISIONS = ("every-depth", "final")
 # Fraction of centre pixels the blind-spot term hides, and the window their stand-ins come from.
 BLIND_SPOT_FRACTION = 0.02
 BLIND_SPOT_RADIUS = 2
 # A resumed run must build the same network and draw from the same samples and held-out block.
-RESUME_MUST_MATCH = ("depth", "width", "mode", "target", "seed", "validation_fraction")
+RESUME_MUST_MATCH = (
+    "depth",
+    "width",
+    "mode",
+    "target",
+    "supervision",
+    "z_distance",
+    "seed",
+    "validation_fraction",
+)
+# With independent noise the validation loss cannot fall below the target's noise variance (in z-score
+# units; see shared_noise_threshold); below this fraction of it the paired slices must share noise. The
+# margin covers the noise estimate's error (its variance within about 10%, docs/noise.md) and clipping.
+SHARED_NOISE_FRACTION = 0.8
+
+
+class SharedNoiseError(ValueError):
+    """Training stopped because its loss fell below what independent noise allows: the slices it pairs share
+    noise, and the network was learning to reproduce it."""
 
 
 @dataclass
@@ -58,6 +84,8 @@ class TrainConfig:
     device: str | None = None  # None: CUDA, then Apple MPS, then CPU
     mode: str = "adjacent"  # adjacent | repeated-2 | repeated-3 (engine/sampling.py)
     target: str = "neighbour-mean"  # see TARGETS; adjacent mode only
+    z_distance: int | None = None  # s of TARGETS, adjacent mode only; None: from the measured noise
+    supervision: str = "every-depth"  # see SUPERVISIONS
     blind_spot: float = 0.0  # weight of a Noise2Void term on the centre slice (0: off)
     validation_fraction: float = 0.1
     validation_every: int = 50
@@ -69,12 +97,12 @@ class TrainConfig:
     @classmethod
     def published(cls, **overrides) -> TrainConfig:
         """The recipe published with the method: Adam 1e-4, x0.5 every 10 epochs, batch 12, 256 px crops,
-        each branch trained toward the other neighbour, in float32.
+        each branch trained toward the other neighbour, on the final output only, in float32.
 
         ``step_every`` stands for 10 epochs of one pass over a 100-slice stack; pass the value for yours.
         """
         recipe = dict(lr=1e-4, schedule="step", step_every=80, step_gamma=0.5, warmup_steps=0, batch=12)
-        recipe.update(patch=256, target="neighbours", amp=False)
+        recipe.update(patch=256, target="neighbours", supervision="final", amp=False)
         return cls(**{**recipe, **overrides})
 
     def check(self) -> None:
@@ -94,6 +122,15 @@ class TrainConfig:
             raise ValueError(f"training mode {self.mode!r} is unknown: choose one of {', '.join(MODES)}")
         if self.target not in TARGETS:
             raise ValueError(f"target {self.target!r} is unknown: choose one of {', '.join(TARGETS)}")
+        if self.z_distance is not None and (self.z_distance < 1 or self.mode != "adjacent"):
+            raise ValueError(
+                f"z_distance = {self.z_distance}: use a distance of at least 1 slice, in adjacent mode only "
+                "(repeated scans pair the scans of one slice), or None to choose it from the measured noise"
+            )
+        if self.supervision not in SUPERVISIONS:
+            raise ValueError(
+                f"supervision {self.supervision!r} is unknown: choose one of {', '.join(SUPERVISIONS)}"
+            )
         if self.blind_spot < 0 or (self.blind_spot > 0 and self.mode == "repeated-2"):
             raise ValueError(
                 f"blind_spot = {self.blind_spot}: use a weight >= 0, and 0 in repeated-2 mode "
@@ -189,9 +226,95 @@ def _optimiser_state(encoded: dict) -> dict:
     return state
 
 
-def _reach(config: TrainConfig) -> int:
-    """Slices either side of the centre a sample needs."""
-    return 2 if config.mode == "adjacent" and config.target == "neighbour-mean" else 1
+def sample_offsets(config: TrainConfig) -> tuple[int, ...]:
+    """The slices of a sample relative to its centre (z-distance 1 where it is not chosen yet)."""
+    if config.mode != "adjacent":
+        return (0,)
+    s = config.z_distance or 1
+    return (-2 * s, -s, 0, s, 2 * s) if config.target == "neighbour-mean" else (-s, 0, s)
+
+
+def _check_stack_depth(slices: int, config: TrainConfig, report: NoiseReport | None) -> None:
+    """ValueError naming the shortest usable stack and the options when ``slices`` are too few for the
+    z-distance of ``config``."""
+    s = config.z_distance
+    mean_target = config.target == "neighbour-mean"
+    needed = 4 * s + 1 if mean_target else 2 * s + 1
+    if slices >= needed:
+        return
+    chosen = ""
+    if report is not None and s > 1:
+        measured = ", ".join("not measured" if c is None else f"{c:.2f}" for c in report.z_correlation)
+        chosen = f" (chosen because the noise of slices 1, 2, 3 apart correlates at {measured})"
+    options = ["a smaller z-distance (--z-distance; closer slices that share noise teach it)"]
+    if mean_target:
+        options.append(f"the target 'neighbours' (--target neighbours: {2 * s + 1} slices)")
+    options.append("more slices")
+    raise ValueError(
+        f"training toward the {'mean of the neighbours' if mean_target else 'neighbours'} at z-distance "
+        f"{s}{chosen} needs at least {needed} slices ({4 if mean_target else 2} x {s} + 1), the stack has "
+        f"{slices}: choose {', '.join(options[:-1])} or {options[-1]}"
+    )
+
+
+def _measure_noise(stack, config: TrainConfig) -> NoiseReport | None:
+    """The noise report of an adjacent-mode stack; None where it cannot be measured and the z-distance is
+    given."""
+    if config.mode != "adjacent":
+        return None
+    try:
+        return estimate_noise(stack)
+    except ValueError as error:
+        if config.z_distance is None:
+            raise ValueError(
+                f"cannot choose the z-distance of training from the noise ({error}): give it (z_distance, "
+                "--z-distance)"
+            ) from error
+        return None
+
+
+def _blind_spot_warnings(report: NoiseReport | None, config: TrainConfig) -> list[str]:
+    if report is None or not config.blind_spot:
+        return []
+    found = []
+    for correlation, neighbours in ((report.row_correlation, "rows"), (report.column_correlation, "columns")):
+        if abs(correlation) >= INDEPENDENT_BELOW:
+            found.append(
+                f"neighbouring {neighbours} share noise (correlation {correlation:.2f}), so the blind-spot "
+                f"term (blind_spot = {config.blind_spot:g}) partly learns to reproduce it from the pixels "
+                "around a hidden one: set blind_spot to 0 for this stack"
+            )
+    return found
+
+
+def shared_noise_threshold(
+    report: NoiseReport | None, sampler: TripletSampler, validation, config: TrainConfig
+) -> float | None:
+    """The validation loss below which the slices paired in training must share noise (None without a noise
+    report or validation samples).
+
+    A target's noise variance in z-score units, from the report's variance model at each validation target
+    slice's mean over that slice's variance, is a floor for independent noise: for neighbour-mean the loss
+    is |mean of the branches - target|^2, whose expectation is the error to the target's signal plus the
+    noise variance of the mean of two slices. For the published neighbours target the loss can also fall
+    below it by extrapolating the signal difference of the two targets from the inputs, so their whole
+    squared signal difference (from the validation samples) is allowed on top.
+    """
+    if report is None or validation is None:
+        return None
+    s = config.z_distance
+
+    def noise_variance(z: int) -> float:
+        mean, std = sampler.cache.get(z)[1][0]
+        return max(report.variance_intercept + report.variance_slope * mean, 0.0) / std**2
+
+    centres = [int(v) for v in sampler.split.validation]
+    target_variance = float(np.mean([(noise_variance(v - s) + noise_variance(v + s)) / 2 for v in centres]))
+    if config.target == "neighbour-mean":
+        return SHARED_NOISE_FRACTION * target_variance / 2
+    difference = float((validation[:, 0] - validation[:, 2]).square().mean())
+    signal_difference = max(difference - 2 * target_variance, 0.0)
+    return SHARED_NOISE_FRACTION * target_variance - signal_difference
 
 
 def _data_provenance(stack) -> dict:
@@ -201,11 +324,12 @@ def _data_provenance(stack) -> dict:
 class _Run:
     """One training run's mutable state, saved to and restored from a checkpoint."""
 
-    def __init__(self, stack, config: TrainConfig, device: torch.device, metadata: dict):
+    def __init__(self, stack, config: TrainConfig, device: torch.device, metadata: dict, notes: dict):
         torch.manual_seed(config.seed)
         self.config = config
         self.device = device
-        self.model = NRRN(depth=config.depth, width=config.width).to(device)
+        every_depth = config.supervision == "every-depth"
+        self.model = NRRN(depth=config.depth, width=config.width, every_depth=every_depth).to(device)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sampler = TripletSampler(
             stack,
@@ -214,13 +338,15 @@ class _Run:
             validation_fraction=config.validation_fraction,
             seed=config.seed,
             cache_bytes=config.cache_mb << 20,
-            reach=_reach(config),
+            offsets=sample_offsets(config),
         )
         self.step = 0
         self.elapsed_before = 0.0
         self.loss = float("nan")
         self.val_loss: float | None = None
+        self.val_loss_by_depth: list[float] | None = None
         self.metadata = {**metadata, "data": {**_data_provenance(stack), **metadata.get("data", {})}}
+        self.notes = notes  # what train() found before the first step, recorded under "training"
 
     def summary(self, elapsed_s: float) -> dict:
         """What the model file records about how it was made."""
@@ -232,6 +358,8 @@ class _Run:
                 "elapsed_s": elapsed_s,
                 "loss": self.loss,
                 "val_loss": self.val_loss,
+                "val_loss_by_depth": self.val_loss_by_depth,
+                **self.notes,
             },
         }
 
@@ -263,6 +391,7 @@ class _Run:
         self.elapsed_before = float(saved["elapsed_s"])
         self.loss = float(saved["loss"])
         self.val_loss = saved["val_loss"]
+        self.val_loss_by_depth = saved.get("val_loss_by_depth")
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -276,22 +405,36 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False)
 
 
-def _branch_outputs(model: NRRN, x1: torch.Tensor, x2: torch.Tensor):
-    """f(x1), f(x2) in one call of the network (one batch of 2B), as float32."""
-    outputs = model(torch.cat([x1, x2])).float()
-    return outputs[: len(x1)], outputs[len(x1) :]
+def _branch_outputs(model: NRRN, x1: torch.Tensor, x2: torch.Tensor, all_depths: bool):
+    """[(f(x1), f(x2))] of the final output, or of every depth's output (what each cut returns), in one call
+    of the network (one batch of 2B), as float32."""
+    both = torch.cat([x1, x2])
+    outputs = model.depth_outputs(both) if all_depths else [model(both)]
+    return [(out.float()[: len(x1)], out.float()[len(x1) :]) for out in outputs]
 
 
-def validation_loss(model: NRRN, samples: torch.Tensor, config: TrainConfig) -> float:
-    """Mean consensus loss (without the blind-spot term) over fixed validation samples."""
-    total = 0.0
+def validation_losses(model: NRRN, samples: torch.Tensor, config: TrainConfig) -> list[float]:
+    """Mean consensus loss (without the blind-spot term) over fixed validation samples, for the output of
+    every depth (``model.depth_outputs``): the last is the full model's."""
+    totals = np.zeros(model.depth)
     with torch.no_grad():
         for start in range(0, len(samples), config.batch):
             chunk = samples[start : start + config.batch]
             x1, x2, prev, next_ = branch_inputs(chunk, config.mode, config.target)
-            f1, f2 = _branch_outputs(model, x1, x2)
-            total += float(consensus_loss(f1, f2, prev, next_)) * len(chunk)
-    return total / len(samples)
+            for k, (f1, f2) in enumerate(_branch_outputs(model, x1, x2, all_depths=True)):
+                totals[k] += float(consensus_loss(f1, f2, prev, next_)) * len(chunk)
+    return [float(total) / len(samples) for total in totals]
+
+
+def _shared_noise_message(run: _Run, threshold: float, checkpoint_path: Path | None) -> str:
+    s = run.config.z_distance
+    saved = f" The checkpoint is saved to {checkpoint_path}." if checkpoint_path is not None else ""
+    return (
+        f"training stopped at step {run.step}: the validation loss {run.val_loss:.4f} fell below "
+        f"{threshold:.4f}, less than independent noise allows, so the slices paired at z-distance {s} share "
+        f"noise and the network is learning to reproduce it. Train with a larger z-distance "
+        f"(--z-distance {s + 1}), after checking the noise with `napari-nrrn info STACK --noise`.{saved}"
+    )
 
 
 def train(
@@ -314,23 +457,44 @@ def train(
     ``config.seconds`` and the elapsed times: wall time by default; ``time.process_time`` budgets CPU time,
     the fair measure on a shared machine (benchmarks/bench_training.py).
 
+    In adjacent mode the noise is measured first (``estimate_noise``, recorded as ``metadata["noise"]``);
+    ``config.z_distance`` None becomes the report's ``safe_z_distance()``, and the distance used is in
+    ``metadata["training"]["z_distance"]`` and the recorded config. A validation loss below what independent
+    noise allows (``shared_noise_threshold``) stops the run with ``SharedNoiseError``, after saving the
+    checkpoint. With a blind-spot term on rows or columns that share noise, a warning (also recorded).
+
     Bad input (config, stack shape, device, a missing checkpoint) raises here, before the first step.
     """
     config = config or TrainConfig()
     config.check()
-    check_training_stack(tuple(stack.shape), config.mode, config.patch, reach=_reach(config))
+    shape = tuple(stack.shape)
+    check_training_stack(
+        shape, config.mode, config.patch, reach=max(sample_offsets(replace(config, z_distance=1)))
+    )
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs the checkpoint_path of the run to continue")
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and not checkpoint_path.exists():
         raise FileNotFoundError(f"checkpoint {checkpoint_path} does not exist: train without resume first")
+    report = _measure_noise(stack, config)
+    notes = {"z_distance_automatic": config.z_distance is None and report is not None}
+    if config.mode == "adjacent":
+        config = replace(config, z_distance=config.z_distance or report.safe_z_distance())
+        _check_stack_depth(shape[0], config, report if notes["z_distance_automatic"] else None)
+    notes["z_distance"] = config.z_distance
+    notes["warnings"] = _blind_spot_warnings(report, config)
+    for warning in notes["warnings"]:
+        warnings.warn(warning, stacklevel=2)
+    metadata = dict(metadata or {})
+    if report is not None:
+        metadata["noise"] = report.to_dict()
     device = select_device(config.device)
-    return _steps(stack, config, device, should_stop, checkpoint_path, resume, dict(metadata or {}), clock)
+    return _steps(stack, config, device, report, notes, should_stop, checkpoint_path, resume, metadata, clock)
 
 
-def _steps(stack, config, device, should_stop, checkpoint_path, resume, metadata, clock):
+def _steps(stack, config, device, report, notes, should_stop, checkpoint_path, resume, metadata, clock):
     """The training loop of ``train``."""
-    run = _Run(stack, config, device, metadata)
+    run = _Run(stack, config, device, metadata, notes)
     if resume:
         run.restore(checkpoint_path)
     model, optimiser = run.model, run.optimiser
@@ -339,6 +503,8 @@ def _steps(stack, config, device, should_stop, checkpoint_path, resume, metadata
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
     samples = run.sampler.validation_batch(config.validation_patches)
     validation = torch.from_numpy(samples).to(device) if samples is not None else None
+    threshold = shared_noise_threshold(report, run.sampler, validation, config)
+    notes["shared_noise_threshold"] = threshold
 
     start = clock()
 
@@ -376,11 +542,15 @@ def _steps(stack, config, device, should_stop, checkpoint_path, resume, metadata
                 x1 = torch.cat([x1[:, :1], hidden_centre], 1)
                 x2 = torch.cat([x2[:, :1], hidden_centre], 1)
             with _autocast(device, config.amp):
-                f1, f2 = _branch_outputs(model, x1, x2)
-            loss = consensus_loss(f1, f2, prev, next_)
-            if config.blind_spot:
-                blind_error = ((f1 + f2) / 2 - centre).square()[hidden]
-                loss = loss + config.blind_spot * (blind_error.mean() if blind_error.numel() else 0.0)
+                outputs = _branch_outputs(model, x1, x2, all_depths=model.every_depth)
+            losses = []
+            for f1, f2 in outputs:
+                loss = consensus_loss(f1, f2, prev, next_)
+                if config.blind_spot:
+                    blind_error = ((f1 + f2) / 2 - centre).square()[hidden]
+                    loss = loss + config.blind_spot * (blind_error.mean() if blind_error.numel() else 0.0)
+                losses.append(loss)
+            loss = torch.stack(losses).mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training diverged at step {run.step} (loss {float(loss)}): lower the learning rate "
@@ -396,7 +566,12 @@ def _steps(stack, config, device, should_stop, checkpoint_path, resume, metadata
                 run.step % config.validation_every == 0 or run.step == config.steps
             ):
                 model.eval()
-                run.val_loss = validation_loss(model, validation, config)
+                run.val_loss_by_depth = validation_losses(model, validation, config)
+                run.val_loss = run.val_loss_by_depth[-1]
+                if threshold is not None and run.val_loss < threshold:
+                    if checkpoint_path is not None:
+                        run.save(checkpoint_path, elapsed())
+                    raise SharedNoiseError(_shared_noise_message(run, threshold, checkpoint_path))
             if checkpoint_path is not None and run.step % config.checkpoint_every == 0:
                 run.save(checkpoint_path, elapsed())
 
@@ -411,6 +586,7 @@ def _steps(stack, config, device, should_stop, checkpoint_path, resume, metadata
                 elapsed_s=elapsed(),
                 loss=run.loss,
                 val_loss=run.val_loss,
+                val_loss_by_depth=None if run.val_loss_by_depth is None else tuple(run.val_loss_by_depth),
                 lr=lr,
             )
     except GeneratorExit:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from napari_nrrn import __version__
+from napari_nrrn.model.bioimageio import bioimageio_yaml_name, load_bioimageio
 from napari_nrrn.model.nrrn import NRRN
 
 FORMAT = "napari-nrrn model"
@@ -144,7 +145,8 @@ def _from_authors(state: dict, path: Path) -> tuple[dict, dict]:
         raise ValueError(
             f"{path}: building units nrrn.BU.i must be numbered 0..K-1, found {sorted(depth_indices)}"
         )
-    config = {"depth": depth, "width": int(renamed["stem.weight"].shape[0]), "tail": "tail.weight" in renamed}
+    width = int(renamed["stem.weight"].shape[0])
+    config = {"depth": depth, "width": width, "tail": "tail.weight" in renamed, "every_depth": False}
     return config, renamed
 
 
@@ -163,6 +165,8 @@ def _mismatches(expected: dict, found: dict) -> list[str]:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> NRRN:
     """An NRRN in eval mode from our checkpoint or an authors' state dict, with ``model.metadata``."""
     path = Path(path)
+    if bioimageio_yaml_name(path) is not None:
+        return load_bioimageio(path, device)
     content = _read(path)
     if isinstance(content, dict) and content.get("format") == FORMAT:
         if content.get("format_version") != FORMAT_VERSION:
@@ -186,6 +190,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> N
             )
         config, state = _from_authors(state, path)
         metadata = {"normalisation": NORMALISATION, "source": "authors' NRRN state dict"}
+    # Files from before every-depth training lack the key: NRRN's default (False) is what they are.
+    if not isinstance(config.get("every_depth", False), bool):
+        raise ValueError(f"{path}: NRRN config every_depth = {config['every_depth']!r} must be true or false")
     try:
         model = NRRN(**config)
     except (TypeError, ValueError) as error:
