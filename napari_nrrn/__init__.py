@@ -23,6 +23,7 @@ _PUBLIC = {
     "ssim": "napari_nrrn.measures.metrics",
     "estimate_noise": "napari_nrrn.measures.noise",
     "NoiseReport": "napari_nrrn.measures.noise",
+    "export_bioimageio": "napari_nrrn.model.bioimageio",
 }
 
 __all__ = sorted(_PUBLIC)
