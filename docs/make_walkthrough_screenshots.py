@@ -99,27 +99,29 @@ def main() -> None:
     shoot(viewer, "data")
 
     # 2. Training with the live loss plot
+    training = widget.training_section
     for name, value in TRAINING.items():
-        widget.train_form.set_value(name, value)
-    widget.device_combo.setCurrentText("cpu")
-    widget.checkpoint_edit.setText(str(Path(tempfile.mkdtemp()) / "walkthrough-nrrn.pt"))
-    show_only(widget, widget.model_section, widget.training_section)
+        training.train_form.set_value(name, value)
+    widget.model_section.device_combo.setCurrentText("cpu")
+    training.checkpoint_edit.setText(str(Path(tempfile.mkdtemp()) / "walkthrough-nrrn.pt"))
+    show_only(widget, widget.model_section, training)
     started = time.perf_counter()
-    wait_for_job(widget, "train", widget.start_training)
-    print(f"training: {time.perf_counter() - started:.0f} s; {widget.train_status.text()}")
-    print(f"losses: first {widget.loss_plot.losses[:3]}, last {widget.loss_plot.losses[-3:]}")
-    print(f"validation: {list(zip(widget.loss_plot.val_steps, widget.loss_plot.val_losses, strict=True))}")
+    wait_for_job(widget, "train", training.start_training)
+    print(f"training: {time.perf_counter() - started:.0f} s; {training.train_status.text()}")
+    plot = training.loss_plot
+    print(f"losses: first {plot.losses[:3]}, last {plot.losses[-3:]}")
+    print(f"validation: {list(zip(plot.val_steps, plot.val_losses, strict=True))}")
     shoot(viewer, "training")
     if args.model:
-        widget.load_checkpoint(args.model)
+        widget.model_section.load_checkpoint(args.model)
     elif default_model_path().exists():
-        widget.use_shipped_model()
-    print(widget.model_info.text())
+        widget.model_section.use_shipped_model()
+    print(widget.model_section.model_info.text())
 
     # 3. Preview of the slice on screen
     show_only(widget, widget.preview_section)
-    wait_for_job(widget, "preview", widget.preview)
-    print(widget.preview_status.text())
+    wait_for_job(widget, "preview", widget.preview_section.preview)
+    print(widget.preview_section.preview_status.text())
     viewer.canvas.grid.enabled = True
     viewer.canvas.grid.shape = (1, -1)
     viewer.reset_view()
@@ -138,9 +140,10 @@ def main() -> None:
     viewer.canvas.grid.enabled = False
     viewer.reset_view()
     show_only(widget, widget.depth_section)
-    wait_for_job(widget, "blocks", widget.explore_depth)
-    for row in range(widget.blocks_table.rowCount()):
-        print(widget.blocks_table.item(row, 0).text(), widget.blocks_table.item(row, 1).text())
+    wait_for_job(widget, "blocks", widget.depth_section.explore_depth)
+    table = widget.depth_section.blocks_table
+    for row in range(table.rowCount()):
+        print(*(table.item(row, column).text() for column in range(table.columnCount())))
     blocks = viewer.layers[f"{stack.name} NRRN blocks"]
     viewer.layers.move(viewer.layers.index("resin lines"), len(viewer.layers))  # lines on top
     viewer.layers.selection.active = blocks
@@ -159,10 +162,10 @@ def main() -> None:
     # 5. The whole stack, written to disk and opened lazily
     show_only(widget, widget.stack_section)
     output = Path(tempfile.mkdtemp()) / "fibsem_sample_nrrn.tif"
-    widget.output_edit.setText(str(output))
+    widget.stack_section.output_edit.setText(str(output))
     started = time.perf_counter()
-    wait_for_job(widget, "stack", lambda: widget.denoise_to_file(output))
-    print(f"full stack: {time.perf_counter() - started:.1f} s; {widget.stack_status.text()}")
+    wait_for_job(widget, "stack", lambda: widget.stack_section.denoise_to_file(output))
+    print(f"full stack: {time.perf_counter() - started:.1f} s; {widget.stack_section.stack_status.text()}")
     viewer.dims.set_point(0, SLICE * stack.scale[0])
     viewer.canvas.grid.enabled = True
     viewer.reset_view()

@@ -2,7 +2,8 @@
 
 Defaults, types and the set of fields come from ``engine.train.TrainConfig``, so the form never repeats the
 engine's numbers. The everyday fields are shown; the others go in a collapsed "Advanced" section. Fields
-whose type the form cannot edit (none today) keep their default.
+whose type the form cannot edit (none today) keep their default. The z-distance is "auto" (None: training
+chooses it from the noise it measures, as the Data section reports) or a number of slices.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBo
 from superqt import QCollapsible
 
 from napari_nrrn.engine.sampling import MODES
-from napari_nrrn.engine.train import SCHEDULES, TARGETS, TrainConfig
+from napari_nrrn.engine.train import SCHEDULES, SUPERVISIONS, TARGETS, TrainConfig
 
-MAIN_FIELDS = ("depth", "width", "patch", "batch", "steps", "seconds", "lr", "device")
+MAIN_FIELDS = ("depth", "width", "patch", "batch", "steps", "seconds", "lr", "z_distance", "device")
 LABELS = {
     "depth": "depth (blocks K)",
     "width": "width (channels C)",
@@ -24,9 +25,21 @@ LABELS = {
     "steps": "steps",
     "seconds": "time budget (s)",
     "lr": "learning rate",
+    "z_distance": "z-distance (slices)",
     "device": "device",
 }
-CHOICES = {"schedule": SCHEDULES, "mode": MODES, "target": TARGETS}
+TOOLTIPS = {
+    "z_distance": (
+        "How many slices apart training pairs its inputs and target. auto: the smallest distance at which "
+        "slices share no noise, measured when training starts (see the noise report in the Data section)"
+    ),
+    "supervision": "every-depth: every depth's output is trained, so a cut model is a good denoiser; "
+    "final: only the full depth's (the published recipe)",
+}
+CHOICES = {"schedule": SCHEDULES, "mode": MODES, "target": TARGETS, "supervision": SUPERVISIONS}
+# Optional ints chosen from "auto" (None) or 1..N.
+AUTO = "auto"
+AUTO_OR_UP_TO = {"z_distance": 3}
 AUTO_DEVICE = "auto"
 MAX_INT = 2**31 - 1
 
@@ -65,6 +78,7 @@ class TrainForm(QWidget):
             if editor is None:
                 continue
             self.inputs[field.name] = editor
+            editor.setToolTip(TOOLTIPS.get(field.name, ""))
             form = main if field.name in MAIN_FIELDS else advanced
             form.addRow(LABELS.get(field.name, field.name.replace("_", " ")), editor)
         self.advanced.addWidget(advanced_form)
@@ -77,6 +91,11 @@ class TrainForm(QWidget):
             editor = QComboBox()
             editor.addItems(CHOICES[name])
             editor.setCurrentText(default)
+            return editor
+        if name in AUTO_OR_UP_TO:
+            editor = QComboBox()
+            editor.addItems([AUTO, *(str(n) for n in range(1, AUTO_OR_UP_TO[name] + 1))])
+            editor.setCurrentText(AUTO if default is None else str(default))
             return editor
         if kind == "bool":
             editor = QCheckBox()
@@ -97,7 +116,7 @@ class TrainForm(QWidget):
     def set_value(self, name: str, value) -> None:
         editor = self.inputs[name]
         if isinstance(editor, QComboBox):
-            editor.setCurrentText(str(value))
+            editor.setCurrentText(AUTO if value is None and name in AUTO_OR_UP_TO else str(value))
         elif isinstance(editor, QCheckBox):
             editor.setChecked(bool(value))
         elif isinstance(editor, QSpinBox):
@@ -108,7 +127,9 @@ class TrainForm(QWidget):
     def config(self, **given) -> TrainConfig:
         values = dict(given)
         for name, editor in self.inputs.items():
-            if isinstance(editor, QComboBox):
+            if name in AUTO_OR_UP_TO:
+                values[name] = None if editor.currentText() == AUTO else int(editor.currentText())
+            elif isinstance(editor, QComboBox):
                 values[name] = editor.currentText()
             elif isinstance(editor, QCheckBox):
                 values[name] = editor.isChecked()

@@ -1,0 +1,227 @@
+"""Section 1 of the denoise dock: which image layer to denoise, what it is, and its noise.
+
+The noise report (``measures.noise.estimate_noise``, a few slices read) is measured in a worker whenever
+another layer is chosen, kept per layer, and shown in plain words, with its warnings when an assumption of
+the training fails (slices that share noise, streaks).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from dask.utils import format_bytes
+from napari.layers import Image
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton
+from superqt import QCollapsible
+
+from napari_nrrn.plugin._denoise_layers import BLOCKS, PREVIEW, source_path, stack_data, voxel_size
+from napari_nrrn.plugin._dock_layout import WARNING_STYLE, labelled, row_widget, set_choices
+
+if TYPE_CHECKING:
+    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
+
+STACK_FILTER = "Stacks (*.tif *.tiff *.dat);;All files (*)"
+NOISE_JOB = "noise"
+
+
+def noise_events(stack):
+    """A job without progress events: (the noise report, None), or (None, why it cannot be measured)."""
+    from napari_nrrn.measures.noise import estimate_noise
+
+    try:
+        return estimate_noise(stack), None
+    except ValueError as error:  # too small, blank: said in the section, not as an error
+        return None, str(error)
+    yield  # start_job drives generators
+
+
+class DataSection(QCollapsible):
+    """The input layer (kept in sync with the viewer's image layers, the dock's results left out), its
+    shape, size on disk and voxel size, and a warning when NRRN cannot train on it."""
+
+    def __init__(self, dock: DenoiseWidget):
+        super().__init__("1. Data")
+        self.dock = dock
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("The image layer to denoise: a (Z, Y, X) stack")
+        self.layer_combo.currentTextChanged.connect(self._on_layer_choice)
+        open_file = QPushButton("Open stack file…")
+        open_file.setToolTip("TIFF/BigTIFF, FIB-SEM .dat; opened lazily (nothing is read until shown)")
+        open_file.clicked.connect(self._ask_stack_file)
+        open_folder = QPushButton("Open folder…")
+        open_folder.setToolTip("A folder of per-slice TIFF/.dat files, or a Zarr/OME-Zarr store")
+        open_folder.clicked.connect(self._ask_stack_folder)
+        self.data_info = QLabel()
+        self.data_info.setWordWrap(True)
+        self.data_warning = QLabel()
+        self.data_warning.setWordWrap(True)
+        self.data_warning.setStyleSheet(WARNING_STYLE)
+        self.noise_info = QLabel()
+        self.noise_info.setWordWrap(True)
+        self.noise_warning = QLabel()
+        self.noise_warning.setWordWrap(True)
+        self.noise_warning.setStyleSheet(WARNING_STYLE)
+        self.addWidget(labelled("Image layer", self.layer_combo))
+        self.addWidget(row_widget(open_file, open_folder))
+        self.addWidget(self.data_info)
+        self.addWidget(self.data_warning)
+        self.addWidget(self.noise_info)
+        self.addWidget(self.noise_warning)
+        self.expand(animate=False)
+        # layer id -> (report or None, why not); a layer's entry goes when its data is replaced
+        self.noise_reports: dict = {}
+        self._noise_watched: set = set()
+
+        layers = dock.viewer.layers
+        for event in (
+            layers.events.inserted,
+            layers.events.removed,
+            layers.events.moved,
+            layers.events.reordered,
+        ):
+            event.connect(self._refresh_choices)
+        layers.events.inserted.connect(self._watch_layer_name)
+        for layer in layers:
+            layer.events.name.connect(self._refresh_choices)
+        dock.job_finished.connect(self._on_job_finished)
+        self._refresh_choices()
+
+    @property
+    def input_layer(self) -> Image | None:
+        name = self.layer_combo.currentText()
+        layers = self.dock.viewer.layers
+        return layers[name] if name in layers else None
+
+    def open_stack_path(self, path: str | Path) -> Image | None:
+        """Open a stack file or folder lazily (as napari's reader does) and select it."""
+        from napari_nrrn.plugin.reader import read_stack
+
+        try:
+            [(data, kwargs, _)] = read_stack(path)
+        except (ValueError, OSError) as error:
+            show_error(f"Could not open {path}: {error}")
+            return None
+        layer = self.dock.viewer.add_image(data, **kwargs)
+        self.layer_combo.setCurrentText(layer.name)
+        return layer
+
+    def _ask_stack_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a FIB-SEM stack", "", STACK_FILTER)
+        if path:
+            self.open_stack_path(path)
+
+    def _ask_stack_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of slices or a Zarr store")
+        if path:
+            self.open_stack_path(path)
+
+    def _watch_layer_name(self, event) -> None:
+        event.value.events.name.connect(self._refresh_choices)
+
+    def _refresh_choices(self, event=None) -> None:
+        images = [layer.name for layer in self.dock.viewer.layers if isinstance(layer, Image)]
+        images = [name for name in images if not name.endswith((f" NRRN {PREVIEW}", f" NRRN {BLOCKS}"))]
+        set_choices(self.layer_combo, images, self.layer_combo.currentText())
+        self._on_layer_choice()
+
+    def _on_layer_choice(self, *_) -> None:
+        self._show_data_info()
+        self.show_noise()
+        self.dock.update_buttons()
+
+    def show_noise(self):
+        """Show the chosen layer's noise report, measuring it in a worker first if needed; returns that
+        worker (None when the report is known, or a measurement is running: it re-checks when it ends)."""
+        layer = self.input_layer
+        if layer is None or layer.rgb or stack_data(layer).ndim != 3:
+            self._show_report(None, "")
+            return None
+        if layer.unique_id in self.noise_reports:
+            self._show_report(*self.noise_reports[layer.unique_id])
+            return None
+        if NOISE_JOB in self.dock.jobs:
+            return None
+        self.noise_info.setText("Measuring the noise…")
+        self.noise_warning.setText("")
+        self._watch_noise(layer)
+
+        def done(result, _) -> None:
+            self.noise_reports[layer.unique_id] = result
+
+        return self.dock.run_job(
+            NOISE_JOB,
+            lambda _: noise_events(stack_data(layer)),
+            doing=f"measuring the noise of {layer.name}",
+            total=0,
+            describe=lambda _: f"measuring the noise of {layer.name}",
+            on_done=done,
+        )
+
+    def _watch_noise(self, layer) -> None:
+        if layer.unique_id not in self._noise_watched:
+            self._noise_watched.add(layer.unique_id)
+            layer.events.data.connect(lambda _: self.noise_reports.pop(layer.unique_id, None))
+
+    def _on_job_finished(self, kind: str) -> None:
+        if kind == NOISE_JOB:
+            self.show_noise()  # the report just measured, or the layer chosen meanwhile
+
+    def _show_report(self, report, why_not: str) -> None:
+        if report is None:
+            self.noise_info.setText(f"Noise not measured: {why_not}" if why_not else "")
+            self.noise_warning.setText("")
+            return
+        self.noise_info.setText("\n".join(line[0].upper() + line[1:] for line in report.describe()))
+        self.noise_warning.setText("\n".join(f"⚠ {line[0].upper()}{line[1:]}." for line in report.warnings()))
+
+    def _show_data_info(self) -> None:
+        layer = self.input_layer
+        if layer is None:
+            self.data_info.setText("No image layer: open a stack or load one in napari.")
+            self.data_warning.setText("")
+            return
+        data = layer.data[0] if layer.multiscale else layer.data
+        dtype = np.dtype(data.dtype)
+        lines = [
+            f"shape {tuple(data.shape)}, {dtype}, {format_bytes(int(np.prod(data.shape)) * dtype.itemsize)}"
+            " uncompressed"
+        ]
+        path = source_path(layer)
+        if path is not None:
+            size = _disk_bytes(path)
+            lines.append(
+                f"{Path(path).name}" + (f": {format_bytes(size)} on disk" if size is not None else "")
+            )
+        voxel = voxel_size(layer)
+        if data.ndim >= 3 and voxel is not None:
+            unit = " nm" if layer.metadata.get("voxel_size_nm") else ""
+            lines.append("voxel (z, y, x): " + " × ".join(f"{s:g}" for s in voxel) + unit)
+        self.data_info.setText("\n".join(lines))
+        self.data_warning.setText(_stack_warning(layer, data))
+
+
+@lru_cache(maxsize=64)  # the data panel refreshes on every layer change; a folder may hold many files
+def _disk_bytes(path: str) -> int | None:
+    from napari_nrrn.io.stack import inspect_stack
+
+    try:
+        return inspect_stack(path).disk_bytes
+    except (ValueError, OSError):
+        return None
+
+
+def _stack_warning(layer, data) -> str:
+    if layer.rgb or data.ndim > 3:
+        return f"NRRN needs a single-channel (Z, Y, X) stack; this layer is {data.ndim}-D."
+    if data.ndim == 2:
+        return (
+            "2-D image: NRRN trains on neighbouring slices, so it cannot train here; a model trained "
+            "elsewhere can still denoise it (the image stands in for both neighbours)."
+        )
+    if data.shape[0] < 3:
+        return f"Only {data.shape[0]} slice(s): training needs at least 3 (previous, centre, next triplets)."
+    return ""

@@ -1,0 +1,286 @@
+"""Section 4 of the denoise dock: what each depth of the model gives on the slice on screen, and the depth
+every preview and full run uses.
+
+Per depth k (what ``model.cut(k)`` returns): the image (a depth slider layer), the mean resin-line IQR, the
+validation loss recorded by training, and the cost in ms per megapixel on the device in use. A model trained
+on every depth gets a recommended depth (``engine.depth.recommend_depth``); for others the section says
+plainly what a cut gives.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from napari.layers import Shapes
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem
+from superqt import QCollapsible
+
+from napari_nrrn.plugin._denoise_layers import (
+    BLOCKS,
+    PREVIEW,
+    blocks_result,
+    current_slice,
+    result_name,
+    show_result,
+    slice_result,
+    stack_data,
+)
+from napari_nrrn.plugin._dock_layout import WARNING_STYLE, labelled, row_widget, set_choices
+from napari_nrrn.plugin._preview_section import slice_events
+from napari_nrrn.plugin._profile_layers import lines_in_data_coords
+from napari_nrrn.plugin.profile_widget import RESIN_LINES_NAME
+
+if TYPE_CHECKING:
+    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
+
+BLOCKS_JOB = "blocks"
+NO_LINES = "(none)"
+COLUMNS = ("output", "mean resin IQR", "validation loss", "ms / MP")
+NOT_YET = "–"
+
+
+def val_losses_by_depth(model) -> list[float] | None:
+    """The validation loss of every depth that training recorded in the model file, if it did."""
+    losses = getattr(model, "metadata", {}).get("training", {}).get("val_loss_by_depth")
+    return [float(loss) for loss in losses] if losses and len(losses) == model.depth else None
+
+
+def what_a_cut_gives(model) -> str:
+    """In plain words, what ``model.cut(k)`` is worth, for the depth explorer."""
+    if not model.every_depth:
+        return (
+            "This model was trained on its final output only (the authors' checkpoints and older napari-nrrn "
+            "models are): a cut after block k returns that block's estimate without the tail, a poor "
+            "denoiser. Keep the full depth, or train a model here: it trains every depth."
+        )
+    return (
+        "This model was trained on every depth, so each cut is a denoiser, but its file records no "
+        "validation loss per depth (trained without validation): compare the depths' images and resin IQR."
+    )
+
+
+def explore_events(model, stack, z: int, measure_costs: bool, **options):
+    """Every depth's output of slice ``z``, then (if ``measure_costs``) the cost of each depth on the device;
+    returns (the engine's result, the centre slice, the costs or None)."""
+    from napari_nrrn.engine.depth import measure_depth_costs
+
+    result, centre = yield from slice_events(model, stack, z, blocks=True, **options)
+    costs = measure_depth_costs(model, device=options.get("device")) if measure_costs else None
+    return result, centre, costs
+
+
+class DepthSection(QCollapsible):
+    def __init__(self, dock: DenoiseWidget):
+        super().__init__("4. Depth explorer")
+        self.dock = dock
+        self._costs: dict = {}  # device choice -> ms/MP per depth, for the current model
+        self.lines_combo = QComboBox()
+        self.lines_combo.setToolTip(
+            f"A Shapes layer with lines drawn through resin (default: one named {RESIN_LINES_NAME!r}); each "
+            "depth's output gets the mean IQR of its grey levels along them: flatter is lower"
+        )
+        self.blocks_button = QPushButton("Show every depth's output")
+        self.blocks_button.setToolTip(
+            "Denoise the slice on screen at every depth (a depth slider layer) and measure each depth's cost"
+        )
+        self.blocks_button.clicked.connect(lambda: self.explore_depth())
+        self.blocks_table = QTableWidget(0, len(COLUMNS))
+        self.blocks_table.setHorizontalHeaderLabels(COLUMNS)
+        self.blocks_table.verticalHeader().setVisible(False)
+        self.blocks_table.horizontalHeader().setStretchLastSection(True)
+        self.blocks_table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self._fit_table()
+        self.recommendation = QLabel()
+        self.recommendation.setWordWrap(True)
+        self.use_recommended = QPushButton()
+        self.use_recommended.clicked.connect(self._use_recommended)
+        self._recommended: int | None = None
+        self.depth_spin = QSpinBox()
+        self.depth_spin.setRange(1, 1)
+        self.depth_spin.setToolTip("Cut the model after this many blocks for the preview and the full run")
+        self.depth_spin.valueChanged.connect(self._show_depth_cost)
+        self.depth_cost = QLabel()
+        self.depth_cost.setWordWrap(True)
+        self.addWidget(labelled("Resin lines", self.lines_combo))
+        self.addWidget(self.blocks_button)
+        self.addWidget(self.blocks_table)
+        self.addWidget(self.recommendation)
+        self.addWidget(row_widget(labelled("Use depth", self.depth_spin), self.use_recommended))
+        self.addWidget(self.depth_cost)
+        self.expand(animate=False)
+
+        layers = dock.viewer.layers
+        for event in (
+            layers.events.inserted,
+            layers.events.removed,
+            layers.events.moved,
+            layers.events.reordered,
+        ):
+            event.connect(self._refresh_lines)
+        layers.events.inserted.connect(self._watch_layer_name)
+        for layer in layers:
+            layer.events.name.connect(self._refresh_lines)
+        self._refresh_lines()
+        dock.model_changed.connect(self._on_model)
+
+    def model_for_run(self, model):
+        """``model`` cut to the chosen depth (the model itself at full depth)."""
+        depth = self.depth_spin.value()
+        return model if depth == model.depth else model.cut(depth)
+
+    def explore_depth(self):
+        """Show every depth's output of the slice on screen as "<input> NRRN blocks" (a depth slider), the
+        full depth's as the preview, and per depth the mean resin IQR, the recorded validation loss and the
+        cost. Always the full model, whatever "use depth" says."""
+        dock = self.dock
+        layer, model = dock.require_stack(), dock.require_model()
+        if layer is None or model is None:
+            return None
+        z = current_slice(layer, dock.viewer.dims.point)
+        device = dock.device()
+
+        def done(result, _) -> None:
+            (output, depths), centre, costs = result
+            if costs is not None:
+                self._costs[device] = costs
+            show_result(dock.viewer, result_name(layer.name, BLOCKS), layer, *blocks_result(layer, z, depths))
+            show_result(dock.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
+            self._fill_table(self._scores(layer, centre, depths))
+            self._show_depth_cost()
+
+        stack, tile = stack_data(layer), dock.tile()
+        measure = device not in self._costs
+        return dock.run_job(
+            BLOCKS_JOB,
+            lambda _: explore_events(model, stack, z, measure, tile=tile, device=device),
+            doing=f"computing every depth's output of slice {z} of {layer.name}",
+            total=1,
+            describe=lambda event: f"NRRN outputs by depth of slice {z}: tile {event.done}/{event.total}",
+            on_done=done,
+        )
+
+    def block_scores(self, layer, centre, depths) -> list[float] | None:
+        """Mean resin IQR of the input slice and of every depth's output (None without lines)."""
+        from napari_nrrn.measures.profiles import mean_line_iqr
+
+        name = self.lines_combo.currentText()
+        if name not in self.dock.viewer.layers:
+            return None
+        lines = lines_in_data_coords(self.dock.viewer.layers[name], layer)
+        if not lines:
+            return None
+        return [mean_line_iqr(image, lines) for image in (centre, *depths)]
+
+    def update_buttons(self) -> None:
+        dock = self.dock
+        has_model = dock.model is not None
+        self.depth_spin.setEnabled(has_model and not dock.is_writing())
+        self.use_recommended.setEnabled(self._recommended is not None and not dock.is_writing())
+        self.blocks_button.setEnabled(
+            has_model
+            and dock.input_layer is not None
+            and not dock.is_training()
+            and BLOCKS_JOB not in dock.jobs
+        )
+
+    def _on_model(self) -> None:
+        from napari_nrrn.engine.depth import recommend_depth
+
+        model = self.dock.model
+        self._costs = {}
+        self.depth_spin.setRange(1, model.depth)
+        self.depth_spin.setValue(model.depth)
+        losses = val_losses_by_depth(model)
+        try:
+            self._recommended, reason = (
+                recommend_depth(losses) if model.every_depth and losses else (None, "")
+            )
+        except ValueError:  # a record that is not a curve (e.g. a NaN loss): as if there were none
+            self._recommended = None
+        if self._recommended is not None:
+            self.recommendation.setText(f"Recommended: depth {self._recommended}: {reason}")
+            self.recommendation.setStyleSheet("")
+        else:
+            self._recommended = None
+            self.recommendation.setText(what_a_cut_gives(model))
+            self.recommendation.setStyleSheet(WARNING_STYLE if not model.every_depth else "")
+        self.use_recommended.setVisible(self._recommended is not None)
+        self.use_recommended.setText(f"Use depth {self._recommended}")
+        self._fill_table(None)
+        self._show_depth_cost()
+
+    def _use_recommended(self) -> None:
+        self.depth_spin.setValue(self._recommended)
+
+    def _scores(self, layer, centre, depths) -> list[float] | None:
+        try:
+            return self.block_scores(layer, centre, depths)
+        except ValueError as error:  # a line outside the image, a zero-length line
+            show_error(f"Resin lines: {error}")
+            return None
+
+    def _fill_table(self, scores: list[float] | None) -> None:
+        """One row for the input, one per depth; what is not known yet (before a run) shows a dash."""
+        model = self.dock.model
+        losses = val_losses_by_depth(model)
+        costs = self._costs.get(self.dock.device())
+        explored = scores is not None or costs is not None
+        rows = [("input", None, None)]
+        rows += [
+            (
+                f"depth {k}" + (" (full)" if k == model.depth else ""),
+                None if losses is None else f"{losses[k - 1]:.4g}",
+                None if costs is None else f"{costs[k - 1]:.0f}",
+            )
+            for k in range(1, model.depth + 1)
+        ]
+        table = self.blocks_table
+        table.setRowCount(len(rows))
+        for row, (name, loss, cost) in enumerate(rows):
+            if scores is not None:
+                iqr = f"{scores[row]:.2f}"
+            else:
+                iqr = "draw resin lines" if explored else NOT_YET
+            cells = (name, iqr, loss or (NOT_YET if row else ""), cost or (NOT_YET if row else ""))
+            for column, text in enumerate(cells):
+                table.setItem(row, column, QTableWidgetItem(text))
+        table.resizeColumnsToContents()
+        self._fit_table()
+
+    def _watch_layer_name(self, event) -> None:
+        event.value.events.name.connect(self._refresh_lines)
+
+    def _refresh_lines(self, event=None) -> None:
+        shapes = [layer.name for layer in self.dock.viewer.layers if isinstance(layer, Shapes)]
+        chosen = self.lines_combo.currentText()
+        set_choices(self.lines_combo, [NO_LINES, *shapes], chosen if chosen in shapes else RESIN_LINES_NAME)
+
+    def _fit_table(self) -> None:
+        """Size the table to its rows, so no row hides behind a scroll bar."""
+        table = self.blocks_table
+        rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
+        table.setFixedHeight(table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth())
+
+    def _show_depth_cost(self, *_) -> None:
+        model = self.dock.model
+        if model is None:
+            self.depth_cost.setText("")
+            return
+        depth, full = self.depth_spin.value(), model.depth
+        costs = self._costs.get(self.dock.device())
+        measured = f" ({costs[depth - 1]:.0f} ms per megapixel measured here)" if costs else ""
+        if depth == full:
+            self.depth_cost.setText(f"All {full} blocks (and the tail) are used{measured}.")
+            return
+        text = (
+            f"Preview and full run stop after block {depth} of {full}: {depth}/{full} of the block work, "
+            f"about {full / depth:.1f}× faster{measured}."
+        )
+        if not model.every_depth:
+            text += (
+                f" A cut of this model returns block {depth}'s estimate without the tail: a poor denoiser "
+                "(it was trained on its final output only)."
+            )
+        self.depth_cost.setText(text)

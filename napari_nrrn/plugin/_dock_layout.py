@@ -1,0 +1,48 @@
+"""Small Qt layout helpers shared by the sections of the denoise dock."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QWidget
+
+WARNING_STYLE = "color: #e0a030;"
+
+
+def labelled(label: str, widget: QWidget) -> QWidget:
+    holder = QWidget()
+    form = QFormLayout(holder)
+    form.setContentsMargins(0, 0, 0, 0)
+    form.setLabelAlignment(Qt.AlignLeft)
+    form.addRow(label, widget)
+    return holder
+
+
+def row_widget(*widgets: QWidget, stretch: QWidget | None = None) -> QWidget:
+    """The widgets side by side; ``stretch`` (one of them) takes the spare width."""
+    holder = QWidget()
+    row = QHBoxLayout(holder)
+    row.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        row.addWidget(widget, 1 if widget is stretch else 0)
+    return holder
+
+
+def set_choices(combo: QComboBox, names: list[str], choice: str) -> None:
+    """Replace a combo's items and select ``choice`` if it is one of them (else the first)."""
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if choice in names:
+        combo.setCurrentText(choice)
+    combo.blockSignals(False)
+
+
+def safe_file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def theme_colours(viewer) -> tuple[str, str]:
+    from napari.utils.theme import get_theme
+
+    theme = get_theme(viewer.theme)
+    return theme.background.as_hex(), theme.text.as_hex()

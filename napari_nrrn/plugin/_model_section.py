@@ -1,0 +1,193 @@
+"""Section 2 of the denoise dock: the model (shipped, loaded or trained here) and the device it runs on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton
+from superqt import QCollapsible
+
+from napari_nrrn.engine.device import select_device
+from napari_nrrn.plugin._denoise_train_form import AUTO_DEVICE, available_devices
+from napari_nrrn.plugin._dock_layout import row_widget
+from napari_nrrn.plugin._training_section import TrainingSection
+
+if TYPE_CHECKING:
+    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
+
+EXPORT_JOB = "export"
+DEVICE_NAMES = {"cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
+
+
+def export_events(model, path: Path, overwrite: bool, depth: int | None):
+    """A job without progress events: the BioImage.IO package written (seconds: tracing, validation)."""
+    from napari_nrrn.model.bioimageio import export_bioimageio
+
+    return export_bioimageio(model, path, overwrite=overwrite, depth=depth)
+    yield  # start_job drives generators
+
+
+def describe_model(model) -> str:
+    return (
+        f"depth {model.depth}, width {model.width}, {sum(p.numel() for p in model.parameters()):,} parameters"
+    )
+
+
+class ModelSection(QCollapsible):
+    """Choose the model every preview and run uses, the device, and (nested) train one on the stack."""
+
+    def __init__(self, dock: DenoiseWidget):
+        super().__init__("2. Model")
+        self.dock = dock
+        self.model_info = QLabel("No model")
+        self.model_info.setWordWrap(True)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.device_combo.setToolTip("auto: a CUDA GPU, else Apple MPS, else the CPU")
+        self.device_combo.currentTextChanged.connect(self._show_device)
+        self.device_info = QLabel()
+        self.shipped_button = QPushButton("Shipped model")
+        self.shipped_button.setToolTip("The model shipped with napari-nrrn")
+        self.shipped_button.clicked.connect(lambda: self.use_shipped_model())
+        self.load_button = QPushButton("Load…")
+        self.load_button.setToolTip(
+            "A napari-nrrn checkpoint, the authors' NRRN state dict (.pt, .pth), or a BioImage.IO package "
+            "(.zip)"
+        )
+        self.load_button.clicked.connect(self._ask_checkpoint)
+        self.save_button = QPushButton("Save…")
+        self.save_button.clicked.connect(self._ask_save_path)
+        self.export_button = QPushButton("Export for BioImage.IO…")
+        self.export_button.setToolTip(
+            "A BioImage.IO model package (.zip) of the model at the depth chosen in the depth explorer, for "
+            "the BioImage Model Zoo and the tools that read it; Load takes it back"
+        )
+        self.export_button.clicked.connect(self._ask_export_path)
+        self.training = TrainingSection(dock)
+
+        self.addWidget(self.model_info)
+        self.addWidget(
+            row_widget(QLabel("Device"), self.device_combo, self.device_info, stretch=self.device_info)
+        )
+        self.addWidget(row_widget(self.shipped_button, self.load_button, self.save_button))
+        self.addWidget(self.export_button)
+        self.addWidget(self.training)
+        self.expand(animate=False)
+        self._show_device()
+
+    def device(self) -> str | None:
+        """The chosen device, None for automatic."""
+        choice = self.device_combo.currentText()
+        return None if choice == AUTO_DEVICE else choice
+
+    def use_shipped_model(self, quiet: bool = False):
+        """Use the shipped default model, if this installation has one."""
+        from napari_nrrn.model.checkpoint import default_model_path
+
+        path = default_model_path()
+        if not path.exists():
+            self.model_info.setText("No shipped model yet: load a checkpoint or train one below.")
+            if not quiet:
+                show_info("napari-nrrn has no shipped model yet: load a checkpoint or train one.")
+            return None
+        return self.load_checkpoint(path, origin="shipped model")
+
+    def load_checkpoint(self, path: str | Path, origin: str | None = None):
+        """Load a napari-nrrn checkpoint or an authors' state dict; a bad file gives a notification."""
+        from napari_nrrn.model.checkpoint import load_model
+
+        try:
+            model = load_model(path)
+        except (ValueError, OSError) as error:
+            show_error(f"Could not load the model: {error}")
+            return None
+        except Exception as error:  # torch's unpickler fails in many ways on a file that is not a model
+            show_error(
+                f"Could not load the model: {path} is not a model file napari-nrrn can read "
+                f"({type(error).__name__}: {error})"
+            )
+            return None
+        kind = model.metadata.get("source", "")
+        self.set_model(model, f"{origin or Path(path).name} ({kind})" if kind else origin or Path(path).name)
+        return model
+
+    def set_model(self, model, origin: str) -> None:
+        """Make ``model`` the one every preview and run uses."""
+        self.model_info.setText(f"Model: {origin}\n{describe_model(model)}")
+        self.dock.set_model(model)
+
+    def save_model(self, path: str | Path) -> Path | None:
+        """Save the current model (full depth) with its metadata to ``path``."""
+        from napari_nrrn.model.checkpoint import save_model
+
+        model = self.dock.model
+        if model is None:
+            show_error("No model to save: train or load one first.")
+            return None
+        try:
+            saved = save_model(model, path, getattr(model, "metadata", None))
+        except (ValueError, OSError) as error:
+            show_error(f"Could not save the model to {path}: {error}")
+            return None
+        show_info(f"Model saved to {saved}")
+        return saved
+
+    def export_for_bioimageio(self, path: str | Path, overwrite: bool = False):
+        """Write the model, cut to the depth the depth explorer's "Use depth" chooses, as a BioImage.IO
+        package at ``path`` (.zip), in a worker; a missing ``bioimageio`` extra or a bad path gives a
+        notification saying what to do, and nothing is written."""
+        dock = self.dock
+        model = dock.require_model()
+        if model is None:
+            return None
+        path = Path(path).expanduser()
+        chosen = dock.model_for_run().depth
+        depth = None if chosen == model.depth else chosen
+
+        def done(written, _) -> None:
+            show_info(f"Model (depth {chosen} of {model.depth}) exported for BioImage.IO to {written}")
+
+        return dock.run_job(
+            EXPORT_JOB,
+            lambda _: export_events(model, path, overwrite, depth),
+            doing=f"exporting the model for BioImage.IO to {path}",
+            total=0,
+            describe=lambda _: f"exporting the model for BioImage.IO to {path.name}",
+            on_done=done,
+        )
+
+    def update_buttons(self) -> None:
+        busy = self.dock.is_training() or self.dock.is_writing()
+        for button in (self.shipped_button, self.load_button):
+            button.setEnabled(not busy)
+        has_model = self.dock.model is not None
+        self.save_button.setEnabled(has_model and not self.dock.is_training())
+        self.export_button.setEnabled(
+            has_model and not self.dock.is_training() and EXPORT_JOB not in self.dock.jobs
+        )
+        self.training.update_buttons()
+
+    def _ask_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load an NRRN model", "", "Models (*.pt *.pth *.zip);;All files (*)"
+        )
+        if path:
+            self.load_checkpoint(path)
+
+    def _ask_save_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the NRRN model", "nrrn.pt", "Models (*.pt)")
+        if path:
+            self.save_model(path)
+
+    def _ask_export_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export for BioImage.IO", "nrrn-bioimageio.zip", "BioImage.IO packages (*.zip)"
+        )
+        if path:  # the dialog has asked before replacing a file
+            self.export_for_bioimageio(path, overwrite=True)
+
+    def _show_device(self, *_) -> None:
+        device = select_device(self.device())
+        self.device_info.setText(f"in use: {DEVICE_NAMES.get(device.type, device.type)}")

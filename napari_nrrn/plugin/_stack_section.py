@@ -1,0 +1,156 @@
+"""Section 5 of the denoise dock: denoise the whole stack slice by slice to a file, then open it lazily."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QFileDialog, QLabel, QLineEdit, QMessageBox, QPushButton
+from superqt import QCollapsible
+
+from napari_nrrn.plugin._denoise_jobs import format_duration
+from napari_nrrn.plugin._denoise_layers import DENOISED, result_name, show_result, stack_data, voxel_size
+from napari_nrrn.plugin._dock_layout import labelled, row_widget, safe_file_name
+
+if TYPE_CHECKING:
+    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
+
+STACK_JOB = "stack"
+OUTPUT_FILTER = "TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr *.zarr)"
+
+
+class StackSection(QCollapsible):
+    def __init__(self, dock: DenoiseWidget):
+        super().__init__("5. Denoise the whole stack")
+        self.dock = dock
+        self.output_edit = QLineEdit()
+        self.output_edit.setPlaceholderText("output .tif / .tiff / .ome.zarr")
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._ask_output_path)
+        self.stack_button = QPushButton("Denoise stack to file")
+        self.stack_button.clicked.connect(self._run_to_typed_path)
+        self.cancel_stack_button = QPushButton("Cancel")
+        self.cancel_stack_button.setToolTip(
+            "Stop the run: it stops within one tile; the partial file is removed"
+        )
+        self.cancel_stack_button.clicked.connect(lambda: dock.cancel(STACK_JOB))
+        self.stack_status = QLabel()
+        self.stack_status.setWordWrap(True)
+        self.addWidget(labelled("Output", row_widget(self.output_edit, browse, stretch=self.output_edit)))
+        self.addWidget(row_widget(self.stack_button, self.cancel_stack_button))
+        self.addWidget(self.stack_status)
+        self.expand(animate=False)
+        self._written: Path | None = None  # the output of the run in progress, until it ends
+        dock.job_finished.connect(self._on_finished)
+
+    def denoise_to_file(self, path: str | Path, overwrite: bool = False):
+        """Denoise the whole stack slice by slice straight to ``path`` (.tif/.tiff/.zarr/.ome.zarr), then
+        open the result lazily as "<input> NRRN denoised"."""
+        from napari_nrrn.engine.inference import denoise_stack
+        from napari_nrrn.io.writers import iter_write_stack
+
+        dock = self.dock
+        layer, model = dock.require_stack(), dock.require_model()
+        if layer is None or model is None:
+            return None
+        path = Path(path).expanduser()
+        model = dock.model_for_run()
+        stack, tile, device = stack_data(layer), dock.tile(), dock.device()
+        voxel = voxel_size(layer)
+
+        def describe(event) -> str:
+            return (
+                f"NRRN denoising {layer.name}: {event.done}/{event.total} slices, {event.rate:.2f} slices/s, "
+                f"ETA {format_duration(event.eta_s)}"
+            )
+
+        started = time.perf_counter()
+
+        def done(_, __) -> None:  # the writer ended: the file is complete under its final name
+            self._written = None
+            self.stack_status.setText(f"Saved {path} ({time.perf_counter() - started:.1f} s).")
+            self._open_result(layer, path)
+
+        def stopped() -> None:  # the writer was closed or cancelled: it removed its partial file
+            self._written = None
+            self.stack_status.setText(f"Cancelled: {path.name} was not written.")
+
+        self.stack_status.setText(f"Denoising {layer.name} to {path}…")
+        self._written = path  # before the start: napari's progress bar may handle the job's end in it
+        worker = dock.run_job(
+            STACK_JOB,
+            lambda should_stop: iter_write_stack(
+                # should_stop: a cancel lands between two tiles, not only between two slices
+                denoise_stack(model, stack, tile=tile, device=device, should_stop=should_stop),
+                path,
+                voxel_size=voxel,
+                overwrite=overwrite,
+            ),
+            doing=f"denoising {layer.name} to {path}",
+            total=int(stack.shape[0]),
+            describe=describe,
+            on_done=done,
+            on_stopped=stopped,
+        )
+        if worker is None:
+            self._written = None
+        return worker
+
+    def update_buttons(self) -> None:
+        dock = self.dock
+        writing = dock.is_writing()
+        ready = dock.model is not None and dock.input_layer is not None
+        self.stack_button.setEnabled(ready and not dock.is_training() and not writing)
+        self.cancel_stack_button.setEnabled(writing)
+
+    def _on_finished(self, kind: str) -> None:
+        """After an error (shown as a notification) the writer has removed its partial file too."""
+        if kind == STACK_JOB and self._written is not None:
+            self.stack_status.setText(f"Stopped by an error: {self._written.name} was not written.")
+            self._written = None
+
+    def _open_result(self, layer, path: Path) -> None:
+        from napari_nrrn.io.stack import open_stack
+
+        try:
+            data = open_stack(path)
+        except (ValueError, OSError) as error:
+            show_error(f"The denoised stack was written but could not be opened: {error}")
+            return
+        show_result(
+            self.dock.viewer, result_name(layer.name, DENOISED), layer, data[0] if layer.ndim == 2 else data
+        )
+
+    def _run_to_typed_path(self) -> None:
+        text = self.output_edit.text().strip()
+        if not text:
+            self._ask_output_path()
+            text = self.output_edit.text().strip()
+            if not text:
+                return
+        path = Path(text).expanduser()
+        overwrite = False
+        if path.exists():
+            answer = QMessageBox.question(
+                self, "Replace?", f"{path} exists. Replace it when the run completes?"
+            )
+            if answer != QMessageBox.Yes:
+                return
+            overwrite = True
+        self.denoise_to_file(path, overwrite=overwrite)
+
+    def _ask_output_path(self) -> None:
+        layer = self.dock.input_layer
+        suggestion = f"{safe_file_name(layer.name)}_nrrn.tif" if layer is not None else "denoised.tif"
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Write the denoised stack",
+            suggestion,
+            OUTPUT_FILTER,
+            options=QFileDialog.DontConfirmOverwrite,
+        )
+        if path:
+            self.output_edit.setText(path)
