@@ -5,6 +5,7 @@ import hashlib
 import os
 import signal
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -178,7 +179,9 @@ def test_ctrl_c_stops_the_cli_within_one_tile_and_leaves_no_file(
             raise
 
     monkeypatch.setattr(inference, "run_unless_stopped", watched)
-    monkeypatch.setattr(cli_denoise.threading, "Event", RecordedEvent)
+    # Only the CLI's own stop flag is recorded: patching threading.Event itself would record every event
+    # any thread (dask's pool, tqdm) makes.
+    monkeypatch.setattr(cli_denoise, "threading", types.SimpleNamespace(Event=RecordedEvent))
     monkeypatch.setattr(inference.FusedNRRN, "__call__", interrupted)
     out = tmp_path / "interrupted.tif"
 
