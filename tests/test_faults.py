@@ -184,8 +184,14 @@ def test_ctrl_c_stops_the_cli_within_one_tile_and_leaves_no_file(
     monkeypatch.setattr(cli_denoise, "threading", types.SimpleNamespace(Event=RecordedEvent))
     monkeypatch.setattr(inference.FusedNRRN, "__call__", interrupted)
     out = tmp_path / "interrupted.tif"
+    # A napari viewer of an earlier test may have left its own SIGINT handler: Ctrl-C as in a shell.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = main(["denoise", str(stack_file), str(out), "--model", str(model_file), "--tile", "40"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
-    assert main(["denoise", str(stack_file), str(out), "--model", str(model_file), "--tile", "40"]) == 130
+    assert code == 130
 
     assert capsys.readouterr().err.splitlines()[-1] == "napari-nrrn denoise: cancelled"
     assert slice_stopped.wait(timeout=60)  # the slice in flight stops in its own thread
