@@ -24,3 +24,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def gala_slices(shared_data):
+    """Six real noisy FIB-SEM slices (gala, 100 x 200 uint8): a TIFF of four would read as colour samples."""
+    import tifffile
+
+    return tifffile.imread(shared_data / "fibsem_flyem_gala_test_50x100x200.tif")[20:26]
+
+
+@pytest.fixture
+def stack_file(tmp_path, gala_slices):
+    """``gala_slices`` as a TIFF stack."""
+    import tifffile
+
+    path = tmp_path / "noisy.tif"
+    tifffile.imwrite(path, gala_slices)
+    return path
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A tiny untrained model (depth 2, width 4, seed 0) saved as a napari-nrrn checkpoint."""
+    import torch
+
+    from napari_nrrn.model.checkpoint import save_model
+    from napari_nrrn.model.nrrn import NRRN
+
+    torch.manual_seed(0)
+    return save_model(NRRN(depth=2, width=4), tmp_path / "tiny.pt", {"note": "test model"})

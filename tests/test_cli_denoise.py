@@ -3,30 +3,13 @@
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from napari_nrrn.cli import main
 from napari_nrrn.engine.inference import denoise_stack
 from napari_nrrn.io.stack import open_stack
-from napari_nrrn.model.checkpoint import load_model, save_model
-from napari_nrrn.model.nrrn import NRRN
+from napari_nrrn.model.checkpoint import load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture
-def stack_file(tmp_path, shared_data):
-    """Six real noisy FIB-SEM slices (gala, 100 x 200 uint8) as a TIFF stack."""
-    stack = tifffile.imread(shared_data / "fibsem_flyem_gala_test_50x100x200.tif")[20:26]
-    path = tmp_path / "noisy.tif"
-    tifffile.imwrite(path, stack)
-    return path
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    return save_model(NRRN(depth=2, width=4), tmp_path / "tiny.pt", {"note": "test model"})
 
 
 @pytest.mark.parametrize("name", ["denoised.tif", "denoised.ome.zarr"])

@@ -144,6 +144,25 @@ def test_data_section_warns_about_shared_noise_on_gala_only(make_napari_viewer, 
     assert shown[SAMPLE_GALA_PATH] == data.noise_warning.text()
 
 
+def test_layer_and_line_choices_follow_added_renamed_and_removed_layers(dock):
+    viewer, widget, layer = dock
+    images, lines = widget.data_section.layer_combo, widget.depth_section.lines_combo
+
+    def items(combo):
+        return [combo.itemText(i) for i in range(combo.count())]
+
+    other = viewer.add_image(np.zeros((5, 8, 8), np.uint8), name="other")
+    shapes = viewer.add_shapes(name="membranes", shape_type="line")
+    assert items(images) == ["gala", "other"] and "membranes" in items(lines)
+    other.name, shapes.name = "renamed", "resin 2"
+    assert items(images) == ["gala", "renamed"] and "resin 2" in items(lines)
+    assert "membranes" not in items(lines)
+    viewer.layers.remove(other)
+    viewer.layers.remove(shapes)
+    assert items(images) == ["gala"] and "resin 2" not in items(lines)
+    assert images.currentText() == "gala"
+
+
 def test_bad_checkpoint_gives_a_notification_and_keeps_the_model(dock, tmp_path):
     _, widget, _ = dock
     model = widget.model

@@ -19,7 +19,6 @@ from napari_nrrn.engine.events import Cancelled, run_to_end
 from napari_nrrn.engine.inference import denoise_slice, denoise_stack
 from napari_nrrn.engine.normalise import slice_stats
 from napari_nrrn.io.writers import iter_write_stack, naming_output, os_error_message
-from napari_nrrn.model.checkpoint import save_model
 from napari_nrrn.model.nrrn import NRRN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -31,25 +30,6 @@ def model():
     return NRRN(depth=2, width=8)
 
 
-@pytest.fixture(scope="module")
-def gala(shared_data):
-    """Six slices: a TIFF of four would read as colour samples."""
-    return tifffile.imread(shared_data / "fibsem_flyem_gala_test_50x100x200.tif")[20:26]
-
-
-@pytest.fixture
-def stack_file(tmp_path, gala):
-    path = tmp_path / "noisy.tif"
-    tifffile.imwrite(path, gala)
-    return path
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    return save_model(NRRN(depth=1, width=4), tmp_path / "tiny.pt")
-
-
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -59,9 +39,9 @@ def _digest(path):
 
 @pytest.mark.parametrize("precision", ["float32", "auto"])
 def test_non_finite_centre_pixels_stay_and_the_rest_is_the_slice_with_them_at_its_mean(
-    model, gala, precision
+    model, gala_slices, precision
 ):
-    prev, centre, next_ = (image.astype(np.float32) for image in gala[:3])
+    prev, centre, next_ = (image.astype(np.float32) for image in gala_slices[:3])
     bad = [(10, 20), (60, 150)]
     centre[bad[0]], centre[bad[1]] = np.nan, np.inf
     # Make the finite pixels' mean an integer, so that a pixel set to it z-scores to exactly 0.
@@ -81,18 +61,18 @@ def test_non_finite_centre_pixels_stay_and_the_rest_is_the_slice_with_them_at_it
     np.testing.assert_array_equal(got[finite], expected[finite])
 
 
-def test_non_finite_neighbour_pixels_leave_a_finite_output(model, gala):
-    prev, centre, next_ = (image.astype(np.float32) for image in gala[:3])
+def test_non_finite_neighbour_pixels_leave_a_finite_output(model, gala_slices):
+    prev, centre, next_ = (image.astype(np.float32) for image in gala_slices[:3])
     prev[5:8, 5:8] = np.nan
     next_[50, 50] = -np.inf
     assert np.isfinite(denoise_slice(model, prev, centre, next_, tile=40)).all()
 
 
-def test_a_slice_without_a_finite_pixel_is_refused_by_name(model, gala):
-    prev, centre, next_ = (image.astype(np.float32) for image in gala[:3])
+def test_a_slice_without_a_finite_pixel_is_refused_by_name(model, gala_slices):
+    prev, centre, next_ = (image.astype(np.float32) for image in gala_slices[:3])
     with pytest.raises(ValueError, match=r"the next slice has no finite pixel \(all NaN or infinite\)"):
         denoise_slice(model, prev, centre, np.full_like(next_, np.nan))
-    stack = gala.astype(np.float32)
+    stack = gala_slices.astype(np.float32)
     stack[2] = np.nan
     with pytest.raises(ValueError, match=r"slice 2 of the stack has no finite pixel"):
         denoise_stack(model, stack, tile=40)[1].compute()
@@ -128,7 +108,7 @@ def test_a_cancel_stops_within_one_tile_and_leaves_no_file(model, tmp_path, stac
     assert _digest(stack_file) == before
 
 
-def test_should_stop_is_asked_before_every_batch_of_tiles(model, gala, monkeypatch):
+def test_should_stop_is_asked_before_every_batch_of_tiles(model, gala_slices, monkeypatch):
     passes, answers = [], []
     forward = inference.FusedNRRN.__call__
     monkeypatch.setattr(
@@ -140,7 +120,7 @@ def test_should_stop_is_asked_before_every_batch_of_tiles(model, gala, monkeypat
         return answers[-1]
 
     with pytest.raises(Cancelled, match="denoising was cancelled"):
-        denoise_stack(model, gala, tile=40, should_stop=stop_on_third_question)[0].compute()
+        denoise_stack(model, gala_slices, tile=40, should_stop=stop_on_third_question)[0].compute()
     assert (len(answers), len(passes)) == (3, 2)
 
 

@@ -425,7 +425,7 @@ def load_bioimageio(path: Path, device: str | torch.device = "cpu") -> NRRN:
     """The NRRN in a package that napari-nrrn exported, in eval mode, with ``model.metadata``."""
     import yaml
 
-    from napari_nrrn.model.checkpoint import NORMALISATION, _mismatches
+    from napari_nrrn.model.checkpoint import NORMALISATION, build_model
 
     with zipfile.ZipFile(path) as archive:
         try:
@@ -452,16 +452,7 @@ def load_bioimageio(path: Path, device: str | torch.device = "cpu") -> NRRN:
     prefix = "network."
     state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     config = dict(architecture.get("kwargs") or {})
-    try:
-        model = NRRN(**config)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: invalid NRRN config {config}: {error}") from error
-    problems = _mismatches(model.state_dict(), state)
-    if problems:
-        raise ValueError(
-            f"{path}: the weights do not fit an NRRN with config {config}: {'; '.join(problems)}"
-        )
-    model.load_state_dict(state)
+    model = build_model(config, state, path)
     ours = ((description.get("config") or {}).get(CONFIG_KEY)) or {}
     model.metadata = {
         **(ours.get("metadata") or {}),

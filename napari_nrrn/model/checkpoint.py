@@ -190,6 +190,14 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> N
             )
         config, state = _from_authors(state, path)
         metadata = {"normalisation": NORMALISATION, "source": "authors' NRRN state dict"}
+    model = build_model(config, state, path)
+    model.metadata = metadata
+    return model.to(device).eval()
+
+
+def build_model(config: dict, state: dict, path: Path) -> NRRN:
+    """An NRRN of ``config`` holding ``state``; a ValueError naming ``path`` for a bad config or weights
+    that do not fit."""
     # Files from before every-depth training lack the key: NRRN's default (False) is what they are.
     if not isinstance(config.get("every_depth", False), bool):
         raise ValueError(f"{path}: NRRN config every_depth = {config['every_depth']!r} must be true or false")
@@ -203,5 +211,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> N
             f"{path}: the weights do not fit an NRRN with config {config}: {'; '.join(problems)}"
         )
     model.load_state_dict(state)
-    model.metadata = metadata
-    return model.to(device).eval()
+    return model

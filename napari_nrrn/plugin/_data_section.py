@@ -19,7 +19,13 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton
 from superqt import QCollapsible
 
 from napari_nrrn.plugin._denoise_layers import BLOCKS, PREVIEW, source_path, stack_data, voxel_size
-from napari_nrrn.plugin._dock_layout import WARNING_STYLE, labelled, row_widget, set_choices
+from napari_nrrn.plugin._dock_layout import (
+    WARNING_STYLE,
+    follow_layer_list,
+    labelled,
+    row_widget,
+    set_choices,
+)
 
 if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
@@ -76,17 +82,7 @@ class DataSection(QCollapsible):
         self.noise_reports: dict = {}
         self._noise_watched: set = set()
 
-        layers = dock.viewer.layers
-        for event in (
-            layers.events.inserted,
-            layers.events.removed,
-            layers.events.moved,
-            layers.events.reordered,
-        ):
-            event.connect(self._refresh_choices)
-        layers.events.inserted.connect(self._watch_layer_name)
-        for layer in layers:
-            layer.events.name.connect(self._refresh_choices)
+        follow_layer_list(dock.viewer.layers, self._refresh_choices)
         dock.job_finished.connect(self._on_job_finished)
         self._refresh_choices()
 
@@ -118,9 +114,6 @@ class DataSection(QCollapsible):
         path = QFileDialog.getExistingDirectory(self, "Open a folder of slices or a Zarr store")
         if path:
             self.open_stack_path(path)
-
-    def _watch_layer_name(self, event) -> None:
-        event.value.events.name.connect(self._refresh_choices)
 
     def _refresh_choices(self, event=None) -> None:
         images = [layer.name for layer in self.dock.viewer.layers if isinstance(layer, Image)]

@@ -27,7 +27,13 @@ from napari_nrrn.plugin._denoise_layers import (
     slice_result,
     stack_data,
 )
-from napari_nrrn.plugin._dock_layout import WARNING_STYLE, labelled, row_widget, set_choices
+from napari_nrrn.plugin._dock_layout import (
+    WARNING_STYLE,
+    follow_layer_list,
+    labelled,
+    row_widget,
+    set_choices,
+)
 from napari_nrrn.plugin._preview_section import slice_events
 from napari_nrrn.plugin._profile_layers import lines_in_data_coords
 from napari_nrrn.plugin.profile_widget import RESIN_LINES_NAME
@@ -111,17 +117,7 @@ class DepthSection(QCollapsible):
         self.addWidget(self.depth_cost)
         self.expand(animate=False)
 
-        layers = dock.viewer.layers
-        for event in (
-            layers.events.inserted,
-            layers.events.removed,
-            layers.events.moved,
-            layers.events.reordered,
-        ):
-            event.connect(self._refresh_lines)
-        layers.events.inserted.connect(self._watch_layer_name)
-        for layer in layers:
-            layer.events.name.connect(self._refresh_lines)
+        follow_layer_list(dock.viewer.layers, self._refresh_lines)
         self._refresh_lines()
         dock.model_changed.connect(self._on_model)
 
@@ -248,9 +244,6 @@ class DepthSection(QCollapsible):
                 table.setItem(row, column, QTableWidgetItem(text))
         table.resizeColumnsToContents()
         self._fit_table()
-
-    def _watch_layer_name(self, event) -> None:
-        event.value.events.name.connect(self._refresh_lines)
 
     def _refresh_lines(self, event=None) -> None:
         shapes = [layer.name for layer in self.dock.viewer.layers if isinstance(layer, Shapes)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QWidget
 
@@ -46,3 +49,20 @@ def theme_colours(viewer) -> tuple[str, str]:
 
     theme = get_theme(viewer.theme)
     return theme.background.as_hex(), theme.text.as_hex()
+
+
+def follow_layer_list(layers, refresh: Callable) -> None:
+    """Call ``refresh`` (a bound method) whenever a layer is added, removed, moved or renamed. napari holds
+    bound methods weakly, and so does the watcher of new layers' names, so a closed dock is not kept alive."""
+    events = layers.events
+    for emitter in (events.inserted, events.removed, events.moved, events.reordered):
+        emitter.connect(refresh)
+    for layer in layers:
+        layer.events.name.connect(refresh)
+    method = weakref.WeakMethod(refresh)
+
+    def watch_name(event) -> None:
+        if (bound := method()) is not None:
+            event.value.events.name.connect(bound)
+
+    events.inserted.connect(watch_name)
