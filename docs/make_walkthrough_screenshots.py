@@ -22,15 +22,14 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
+from napari_nrrn.io.samples import SAMPLE_STACK_FLAT_LINE
 from napari_nrrn.model.checkpoint import default_model_path
 
 IMAGES = Path(__file__).resolve().parent / "images"
 SLICE = 16
 # Training in the dock: the default depth (4 blocks), half the default width, for a short time budget.
 TRAINING = {"depth": 4, "width": 16, "seconds": 180.0, "validation_every": 5}
-# This neuropil crop has no resin: the line runs through the flattest stretch of cytoplasm, found as the
-# 20-pixel row segment of least variation in a smoothed mean of slices 12-20. (y, x) pixels of the sample.
-FLAT_LINE = np.array([[37.0, 124.0], [37.0, 143.0]])
+FLAT_LINE = np.array(SAMPLE_STACK_FLAT_LINE)  # no resin in this neuropil crop: flat cytoplasm
 
 
 def wait_for_job(widget, kind: str, start) -> None:

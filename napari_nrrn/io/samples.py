@@ -10,6 +10,9 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 # 32 x 160 x 160 uint8, 10 nm voxels recorded in the file.
 SAMPLE_STACK_PATH = DATA_DIR / "fibsem_flyem_medulla_synthetic_noise_32x160x160.tif"
 SAMPLE_STACK_VOXEL_NM = (10.0, 10.0, 10.0)
+# The crop is neuropil, without resin: ((y0, x0), (y1, x1)) in pixels along its flattest stretch of cytoplasm,
+# the 24-pixel row segment of slice 16 whose clean signal varies least (std 2.8 grey levels).
+SAMPLE_STACK_FLAT_LINE = ((70.0, 74.0), (70.0, 97.0))
 
 # Real noisy FIB-SEM stack (FlyEM, via gala) whose noise is correlated between adjacent slices and
 # neighbouring rows: 32 x 100 x 200 uint8, 10 nm voxels recorded in the file.
