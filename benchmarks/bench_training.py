@@ -94,24 +94,43 @@ def write_training_stack(path: Path) -> None:
 
 
 def score_model(path: Path) -> list[dict]:
-    """A trained model against the Gaussian reference on medulla slices the shipped model never saw.
+    """A trained model, cut to every depth, against the Gaussian and BM3D references (their best sigma,
+    chosen with the clean data) on medulla slices the shipped model never saw.
 
     The shipped model trains on all 250 slices with other noise; with its defaults (neighbour-mean target,
     10 % validation) no training sample touches slices 110-138, so centres 121-126 (the bench's noise
     model, with neighbours 120-127) are held out from it.
     """
+    from napari_nrrn.measures import baselines
     from napari_nrrn.model.checkpoint import load_model
 
     clean, noisy = noisy_crop(slice(120, 128))
     centres = list(range(1, 7))
     model = load_model(path)
     triplets = [(noisy[z - 1], noisy[z], noisy[z + 1]) for z in centres]
-    images = [denoise_slice(model, *triplet, device="cpu", precision="float32") for triplet in triplets]
-    return [
+    results = [
         {"recipe": "noisy input (medulla 121-126)", **score([noisy[z] for z in centres], clean, centres)},
         {"recipe": "gaussian (best sigma)", **gaussian_reference(noisy, clean, centres)},
-        {"recipe": str(path), **score(images, clean, centres)},
     ]
+    if baselines.bm3d_available():
+        results.append({"recipe": "bm3d (best sigma)", **bm3d_reference(noisy, clean, centres)})
+    for depth in range(1, model.depth + 1):
+        cut = model if depth == model.depth else model.cut(depth)
+        images = [denoise_slice(cut, *triplet, device="cpu", precision="float32") for triplet in triplets]
+        results.append({"recipe": f"{path}, depth {depth}", **score(images, clean, centres)})
+    return results
+
+
+def bm3d_reference(noisy, clean, centres) -> dict:
+    from napari_nrrn.measures.baselines import BASELINES
+
+    best = None
+    for sigma in (10, 14, 18, 22, 26):
+        images = [BASELINES["bm3d"](noisy[z], sigma=sigma) for z in centres]
+        result = {**score(images, clean, centres), "sigma": sigma}
+        if best is None or result["psnr"] > best["psnr"]:
+            best = result
+    return best
 
 
 def score(images, clean, centres) -> dict:
