@@ -20,6 +20,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
 from napari_nrrn.io.samples import SAMPLE_STACK_FLAT_LINE
@@ -88,8 +89,9 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1700, 1050)
     [stack] = viewer.open_sample("napari-nrrn", "fibsem")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
-    widget.setMinimumWidth(430)
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
+    # Wide enough for the depth table's four columns, so no sentence is cut at the window's edge.
+    viewer.window._qt_window.resizeDocks([dock], [500], Qt.Horizontal)
     viewer.dims.set_point(0, SLICE * stack.scale[0])
     viewer.reset_view()
 

@@ -163,6 +163,26 @@ def test_layer_and_line_choices_follow_added_renamed_and_removed_layers(dock):
     assert images.currentText() == "gala"
 
 
+def test_an_open_section_makes_room_for_text_that_arrives_later(make_napari_viewer, qtbot):
+    """superqt's QCollapsible caps the open height at the content's size hint, without the extra lines of
+    word-wrapped labels: a noise report that arrived later was cut off."""
+    viewer = make_napari_viewer(show=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
+    data = widget.data_section
+    content = data.content()
+    qtbot.waitUntil(lambda: content.width() > 100, timeout=5000)
+    data.noise_info.setText(" ".join(["a sentence long enough to wrap over many lines in the dock"] * 12))
+
+    def room_for_all_lines():
+        return content.maximumHeight() >= content.layout().heightForWidth(content.width())
+
+    qtbot.waitUntil(room_for_all_lines, timeout=5000)
+    data.collapse()
+    assert content.maximumHeight() == 0
+    data.expand()
+    assert room_for_all_lines()
+
+
 def test_bad_checkpoint_gives_a_notification_and_keeps_the_model(dock, tmp_path):
     _, widget, _ = dock
     model = widget.model

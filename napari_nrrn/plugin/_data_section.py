@@ -15,14 +15,15 @@ import numpy as np
 from dask.utils import format_bytes
 from napari.layers import Image
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton
-from superqt import QCollapsible
+from qtpy.QtWidgets import QFileDialog, QLabel, QPushButton
 
 from napari_nrrn.plugin._denoise_layers import BLOCKS, PREVIEW, source_path, stack_data, voxel_size
 from napari_nrrn.plugin._dock_layout import (
     WARNING_STYLE,
+    DockSection,
     follow_layer_list,
     labelled,
+    layer_name_combo,
     row_widget,
     set_choices,
 )
@@ -45,14 +46,14 @@ def noise_events(stack):
     yield  # start_job drives generators
 
 
-class DataSection(QCollapsible):
+class DataSection(DockSection):
     """The input layer (kept in sync with the viewer's image layers, the dock's results left out), its
     shape, size on disk and voxel size, and a warning when NRRN cannot train on it."""
 
     def __init__(self, dock: DenoiseWidget):
         super().__init__("1. Data")
         self.dock = dock
-        self.layer_combo = QComboBox()
+        self.layer_combo = layer_name_combo()
         self.layer_combo.setToolTip("The image layer to denoise: a (Z, Y, X) stack")
         self.layer_combo.currentTextChanged.connect(self._on_layer_choice)
         open_file = QPushButton("Open stack file…")

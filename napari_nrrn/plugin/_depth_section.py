@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 from napari.layers import Shapes
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem
-from superqt import QCollapsible
+from qtpy.QtWidgets import QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem
 
 from napari_nrrn.plugin._denoise_layers import (
     BLOCKS,
@@ -29,8 +28,10 @@ from napari_nrrn.plugin._denoise_layers import (
 )
 from napari_nrrn.plugin._dock_layout import (
     WARNING_STYLE,
+    DockSection,
     follow_layer_list,
     labelled,
+    layer_name_combo,
     row_widget,
     set_choices,
 )
@@ -77,12 +78,12 @@ def explore_events(model, stack, z: int, measure_costs: bool, **options):
     return result, centre, costs
 
 
-class DepthSection(QCollapsible):
+class DepthSection(DockSection):
     def __init__(self, dock: DenoiseWidget):
         super().__init__("4. Depth explorer")
         self.dock = dock
         self._costs: dict = {}  # device choice -> ms/MP per depth, for the current model
-        self.lines_combo = QComboBox()
+        self.lines_combo = layer_name_combo()
         self.lines_combo.setToolTip(
             f"A Shapes layer with lines drawn through resin (default: one named {RESIN_LINES_NAME!r}); each "
             "depth's output gets the mean IQR of its grey levels along them: flatter is lower"

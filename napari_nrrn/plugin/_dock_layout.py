@@ -5,10 +5,25 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QPropertyAnimation, Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QWidget
+from superqt import QCollapsible
 
 WARNING_STYLE = "color: #e0a030;"
+UNBOUNDED = 16777215  # Qt's QWIDGETSIZE_MAX
+
+
+class DockSection(QCollapsible):
+    """A foldable section of the dock whose open height follows its content.
+
+    superqt's QCollapsible fixes the open height at the content's size hint, which leaves out the extra
+    lines of a word-wrapped label, so text set or rewrapped later (the noise report) was cut off. Open, the
+    content here has no height limit; sections open and close without animation."""
+
+    def _expand_collapse(self, direction, animate=True, emit=True) -> None:
+        super()._expand_collapse(direction, animate=False, emit=emit)
+        if direction == QPropertyAnimation.Direction.Forward:
+            self.content().setMaximumHeight(UNBOUNDED)
 
 
 def labelled(label: str, widget: QWidget) -> QWidget:
@@ -28,6 +43,15 @@ def row_widget(*widgets: QWidget, stretch: QWidget | None = None) -> QWidget:
     for widget in widgets:
         row.addWidget(widget, 1 if widget is stretch else 0)
     return holder
+
+
+def layer_name_combo() -> QComboBox:
+    """A combo box of layer names that does not widen to its longest name: a long name would push the
+    dock's content past its edge, where Qt clips it."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(12)
+    return combo
 
 
 def set_choices(combo: QComboBox, names: list[str], choice: str) -> None:

@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton
-from superqt import QCollapsible
 
 from napari_nrrn.engine.device import select_device
 from napari_nrrn.plugin._denoise_train_form import AUTO_DEVICE, available_devices
-from napari_nrrn.plugin._dock_layout import row_widget
+from napari_nrrn.plugin._dock_layout import DockSection, row_widget
 from napari_nrrn.plugin._training_section import TrainingSection
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ def describe_model(model) -> str:
     )
 
 
-class ModelSection(QCollapsible):
+class ModelSection(DockSection):
     """Choose the model every preview and run uses, the device, and (nested) train one on the stack."""
 
     def __init__(self, dock: DenoiseWidget):

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QLabel, QPushButton, QSpinBox
-from superqt import QCollapsible
 
 from napari_nrrn.plugin._denoise_layers import (
     PREVIEW,
@@ -25,7 +24,7 @@ from napari_nrrn.plugin._denoise_layers import (
     triplet,
     visible_region,
 )
-from napari_nrrn.plugin._dock_layout import labelled
+from napari_nrrn.plugin._dock_layout import DockSection, labelled
 
 if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
@@ -88,7 +87,7 @@ class SliceStatsCache:
         return stats_of
 
 
-class PreviewSection(QCollapsible):
+class PreviewSection(DockSection):
     def __init__(self, dock: DenoiseWidget):
         super().__init__("3. Preview")
         self.dock = dock

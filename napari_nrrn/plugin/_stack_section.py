@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QFileDialog, QLabel, QLineEdit, QMessageBox, QPushButton
-from superqt import QCollapsible
 
 from napari_nrrn.plugin._denoise_jobs import format_duration
 from napari_nrrn.plugin._denoise_layers import DENOISED, result_name, show_result, stack_data, voxel_size
-from napari_nrrn.plugin._dock_layout import labelled, row_widget, safe_file_name
+from napari_nrrn.plugin._dock_layout import DockSection, labelled, row_widget, safe_file_name
 
 if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
@@ -21,7 +20,7 @@ STACK_JOB = "stack"
 OUTPUT_FILTER = "TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr *.zarr)"
 
 
-class StackSection(QCollapsible):
+class StackSection(DockSection):
     def __init__(self, dock: DenoiseWidget):
         super().__init__("5. Denoise the whole stack")
         self.dock = dock

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton
-from superqt import QCollapsible
 
 from napari_nrrn.plugin._denoise_jobs import format_duration
 from napari_nrrn.plugin._denoise_layers import source_path, stack_data
 from napari_nrrn.plugin._denoise_train_form import TrainForm
-from napari_nrrn.plugin._dock_layout import labelled, row_widget, safe_file_name, theme_colours
+from napari_nrrn.plugin._dock_layout import DockSection, labelled, row_widget, safe_file_name, theme_colours
 from napari_nrrn.plugin._loss_plot import LossPlot
 
 if TYPE_CHECKING:
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 TRAIN = "train"
 
 
-class TrainingSection(QCollapsible):
+class TrainingSection(DockSection):
     def __init__(self, dock: DenoiseWidget):
         super().__init__("Train a model on this stack")
         self.dock = dock

@@ -22,7 +22,6 @@ from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -42,6 +41,7 @@ from qtpy.QtWidgets import (
 
 from napari_nrrn.measures.baselines import BASELINES, BM3D_MISSING, bm3d_available
 
+from ._dock_layout import layer_name_combo
 from ._profile_compare import baseline_images, baseline_placement, compute_metrics, metric_inputs
 from ._profile_layers import (
     NoSliceHere,
@@ -110,7 +110,7 @@ class ResinProfileWidget(QWidget):
 
         lines_box = QGroupBox("Lines through resin")
         lines_form = QFormLayout(lines_box)
-        self.shapes_combo = QComboBox()
+        self.shapes_combo = layer_name_combo()
         self.shapes_combo.currentTextChanged.connect(self._on_shapes_choice)
         self.new_lines_button = QPushButton("New resin lines layer")
         self.new_lines_button.setToolTip("Adds a Shapes layer in line-drawing mode: drag across resin")
@@ -160,7 +160,7 @@ class ResinProfileWidget(QWidget):
     def _build_compare_box(self):
         box = QGroupBox("Compare with classic denoisers (displayed slice)")
         form = QFormLayout(box)
-        self.source_combo = QComboBox()
+        self.source_combo = layer_name_combo()
         form.addRow("Denoise layer", self.source_combo)
         self.baseline_checks = {}
         checks_row = QHBoxLayout()
@@ -199,7 +199,7 @@ class ResinProfileWidget(QWidget):
         run_row.addWidget(self.cancel_button)
         run_row.addWidget(self.progress, 1)
         form.addRow(run_row)
-        self.reference_combo = QComboBox()
+        self.reference_combo = layer_name_combo()
         self.metrics_button = QPushButton("PSNR / SSIM")
         self.metrics_button.setToolTip("Every image layer against the reference, on the displayed slice")
         self.metrics_button.clicked.connect(lambda: self.start_metrics())
