@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 TITLE = "# Benchmarks\n"
@@ -25,3 +26,29 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     following = ["\n"] if end < len(lines) else []
     path.write_text("".join(lines[:start] + section + following + lines[end:]))
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the instructions that decide NRRN's speed on it (bfloat16 or not), e.g.
+    "AMD EPYC (AVX-512 BF16, no AMX)": machines of one name differ, so every figure names them."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), ""
+    )
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    )
+    if "amx_bf16" in flags:
+        isa = "AMX"
+    elif "avx512_bf16" in flags:
+        isa = "AVX-512 BF16, no AMX"
+    elif "avx512f" in flags:
+        isa = "AVX-512 without BF16"
+    elif "avx2" in flags:
+        isa = "AVX2, no AVX-512"
+    else:
+        isa = "no AVX2"
+    return f"{name or platform.machine()} ({isa})"

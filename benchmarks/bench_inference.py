@@ -31,6 +31,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _docs import cpu_description  # noqa: E402
 
 from napari_nrrn.engine.fused import FusedNRRN  # noqa: E402
 from napari_nrrn.engine.inference import CPU_TILE, run_tiles  # noqa: E402
@@ -224,15 +227,6 @@ def write_section(text: str) -> None:
     DOC.write_text("".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else ""))
 
 
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def run_rounds(names, args, threads: int, model_file: Path, scratch: Path):
     """Wall and CPU seconds per round, peak RSS and the uint8 output of every variant."""
     wall = {name: [] for name in names}
@@ -363,7 +357,7 @@ def main() -> None:
             "",
             f"Command: `{command}`",
             "",
-            f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
+            f"Machine: {cpu_description()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
             f"{platform.python_version()}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} "
             "after: other jobs shared the cores, so wall times are noisy (with 2 threads, each waits for "
             "the other at every operation) and CPU seconds less so. Data: FlyEM medulla slices "

@@ -14,7 +14,6 @@ The slice triplet is the real gala FIB-SEM crop tiled to 6144x4096 (the size of 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import tifffile
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _docs import replace_section  # noqa: E402
+from _docs import cpu_description, replace_section  # noqa: E402
 
 from napari_nrrn.engine.device import select_device  # noqa: E402
 from napari_nrrn.engine.inference import denoise_slice  # noqa: E402
@@ -36,17 +35,6 @@ GALA = REPO.parent / "shared" / "data" / "fibsem_flyem_gala_test_50x100x200.tif"
 SLICE_SHAPE = (4096, 6144)
 REGION = 1000
 SECTION = "## Viewport preview"
-
-
-def cpu_name() -> str:
-    try:
-        return next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def slice_triplet() -> list[np.ndarray]:
@@ -89,7 +77,7 @@ def main() -> int:
         body = (
             f"One {REGION}x{REGION} region in the middle of a {SLICE_SHAPE[1]}x{SLICE_SHAPE[0]} slice, "
             "with the slice statistics cached (what a pan of the dock's viewport preview costs), for each "
-            f"cut of the shipped model, on {device} ({cpu_name()}, {args.threads} torch threads), "
+            f"cut of the shipped model, on {device} ({cpu_description()}, {args.threads} torch threads), "
             f"precision auto, fastest of {args.repeats} runs. The tiles of the whole-slice plan that "
             "meet the region are computed, so the output equals that crop of the whole slice's.\n\n"
             f"{table}\n\nCommand: `python benchmarks/bench_region.py --threads {args.threads} "
