@@ -11,8 +11,9 @@ noise, sigma 10: about 19 grey levels), Gaussian-approximated so that its correl
 
 Each run trains NRRN K=4, C=32 with ``napari_nrrn.train`` on the noisy crop itself (no clean image; the
 engine's defaults unless the run says otherwise) for 500 steps on one torch thread, and saves its model. 500
-steps are what 10 minutes of process CPU time gave with two runs side by side on the 2-core AMD EPYC of this
-project. A fixed step count, rather than a CPU-time budget, keeps the runs comparable when other work shares
+steps are what 10 minutes of process CPU time gave with two runs side by side on a 2-core AMD EPYC with
+AVX-512 BF16 (bfloat16 training); on one with AVX2 only (float32) they take about 25 CPU-minutes. A fixed
+step count, rather than a CPU-time budget, keeps the runs comparable when other work shares
 the machine (seen: a third process cut the steps of a 10 CPU-minute run from ~500 to ~220); the CPU time each
 run took is recorded and shown.
 
