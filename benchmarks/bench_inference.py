@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _docs import cpu_description  # noqa: E402
+from _docs import cpu_description, replace_section  # noqa: E402
 
 from napari_nrrn.engine.fused import FusedNRRN  # noqa: E402
 from napari_nrrn.engine.inference import CPU_TILE, run_tiles  # noqa: E402
@@ -214,19 +214,6 @@ def flop_per_pixel(depth: int, width: int) -> float:
     return 2 * per_branch
 
 
-def write_section(text: str) -> None:
-    """Replace (or add) this benchmark's section of docs/benchmarks.md, leaving other sections alone."""
-    DOC.parent.mkdir(exist_ok=True)
-    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        DOC.write_text(current.rstrip("\n") + "\n\n" + text)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    DOC.write_text("".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else ""))
-
-
 def run_rounds(names, args, threads: int, model_file: Path, scratch: Path):
     """Wall and CPU seconds per round, peak RSS and the uint8 output of every variant."""
     wall = {name: [] for name in names}
@@ -353,8 +340,6 @@ def main() -> None:
     )
     text = "\n".join(
         [
-            SECTION,
-            "",
             f"Command: `{command}`",
             "",
             f"Machine: {cpu_description()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
@@ -375,9 +360,9 @@ def main() -> None:
             NOTES,
         ]
     )
-    print(text)
+    print(f"{SECTION}\n\n{text}")
     if not args.only and not args.no_write:
-        write_section(text)
+        replace_section(DOC, SECTION, text)
 
 
 if __name__ == "__main__":

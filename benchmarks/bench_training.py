@@ -44,6 +44,9 @@ READ_SIGMA = 10.0
 NOISE_SEED = 1234
 
 # The engine's defaults, without periodic validation or checkpoints (they would cost CPU time).
+GAUSSIAN_SIGMAS = [round(float(sigma), 2) for sigma in np.arange(0.6, 3.01, 0.2)]
+BM3D_SIGMAS = (10, 14, 18, 22, 26)
+
 DEFAULT = TrainConfig(validation_every=10**9, checkpoint_every=10**9)
 # The measured alternatives start from the published target in float32 at our schedule and patches.
 COSINE = replace(DEFAULT, target="neighbours", amp=False)
@@ -110,27 +113,16 @@ def score_model(path: Path) -> list[dict]:
     triplets = [(noisy[z - 1], noisy[z], noisy[z + 1]) for z in centres]
     results = [
         {"recipe": "noisy input (medulla 121-126)", **score([noisy[z] for z in centres], clean, centres)},
-        {"recipe": "gaussian (best sigma)", **gaussian_reference(noisy, clean, centres)},
+        {"recipe": "gaussian (best sigma)", **best_sigma(gaussian, GAUSSIAN_SIGMAS, noisy, clean, centres)},
     ]
     if baselines.bm3d_available():
-        results.append({"recipe": "bm3d (best sigma)", **bm3d_reference(noisy, clean, centres)})
+        bm3d = best_sigma(baselines.BASELINES["bm3d"], BM3D_SIGMAS, noisy, clean, centres)
+        results.append({"recipe": "bm3d (best sigma)", **bm3d})
     for depth in range(1, model.depth + 1):
         cut = model if depth == model.depth else model.cut(depth)
         images = [denoise_slice(cut, *triplet, device="cpu", precision="float32") for triplet in triplets]
         results.append({"recipe": f"{path}, depth {depth}", **score(images, clean, centres)})
     return results
-
-
-def bm3d_reference(noisy, clean, centres) -> dict:
-    from napari_nrrn.measures.baselines import BASELINES
-
-    best = None
-    for sigma in (10, 14, 18, 22, 26):
-        images = [BASELINES["bm3d"](noisy[z], sigma=sigma) for z in centres]
-        result = {**score(images, clean, centres), "sigma": sigma}
-        if best is None or result["psnr"] > best["psnr"]:
-            best = result
-    return best
 
 
 def score(images, clean, centres) -> dict:
@@ -140,13 +132,16 @@ def score(images, clean, centres) -> dict:
     }
 
 
-def gaussian_reference(noisy, clean, centres) -> dict:
+def gaussian(image, sigma):
+    return np.clip(np.round(gaussian_filter(image.astype(np.float64), sigma)), 0, 255)
+
+
+def best_sigma(denoise, sigmas, noisy, clean, centres) -> dict:
+    """The score of ``denoise(image, sigma=...)`` at its best sigma, chosen with the clean data."""
     best = None
-    for sigma in np.arange(0.6, 3.01, 0.2):
-        images = [
-            np.clip(np.round(gaussian_filter(noisy[z].astype(np.float64), sigma)), 0, 255) for z in centres
-        ]
-        result = {**score(images, clean, centres), "sigma": round(float(sigma), 2)}
+    for sigma in sigmas:
+        images = [denoise(noisy[z], sigma=sigma) for z in centres]
+        result = {**score(images, clean, centres), "sigma": sigma}
         if best is None or result["psnr"] > best["psnr"]:
             best = result
     return best
@@ -203,7 +198,7 @@ def main() -> None:
     noisy_score = score([noisy[z] for z in centres], clean, centres)
     results = [
         {"recipe": "noisy input", **noisy_score},
-        {"recipe": "gaussian (best sigma)", **gaussian_reference(noisy, clean, centres)},
+        {"recipe": "gaussian (best sigma)", **best_sigma(gaussian, GAUSSIAN_SIGMAS, noisy, clean, centres)},
     ]
     for result in results:
         print(json.dumps(result), flush=True)
