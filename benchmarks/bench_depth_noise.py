@@ -42,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import cpu_description, replace_section  # noqa: E402
 
+from napari_nrrn.engine.events import run_to_end  # noqa: E402
 from napari_nrrn.engine.inference import denoise_slice  # noqa: E402
 from napari_nrrn.engine.train import TrainConfig, train  # noqa: E402
 from napari_nrrn.measures import baselines  # noqa: E402
@@ -102,13 +103,7 @@ def run(name: str, seed: int) -> None:
     _, noisy = noisy_crop(noise)
     torch.set_num_threads(1)
     began = time.perf_counter()
-    events = train(noisy, config, clock=time.process_time)
-    while True:
-        try:
-            next(events)
-        except StopIteration as finished:
-            model = finished.value
-            break
+    model = run_to_end(train(noisy, config, clock=time.process_time))
     metadata = model.metadata
     metadata["benchmark"] = {"run": name, "noise": noise, "wall_s": time.perf_counter() - began}
     OUT.mkdir(exist_ok=True)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_depth_noise as bench  # noqa: E402
 
 from napari_nrrn.engine import train as engine  # noqa: E402
+from napari_nrrn.engine.events import run_to_end  # noqa: E402
 from napari_nrrn.measures.metrics import psnr  # noqa: E402
 
 
@@ -57,15 +58,8 @@ def probe(inputs: int, targets: list[int], seed: int) -> dict:
     engine.shared_noise_threshold = lambda *args: None
     clean, noisy = bench.noisy_crop("correlated")
     torch.set_num_threads(1)
-    events = engine.train(
-        noisy, engine.TrainConfig(steps=bench.STEPS, seed=seed, z_distance=1), clock=time.process_time
-    )
-    while True:
-        try:
-            next(events)
-        except StopIteration as finished:
-            model = finished.value
-            break
+    config = engine.TrainConfig(steps=bench.STEPS, seed=seed, z_distance=1)
+    model = run_to_end(engine.train(noisy, config, clock=time.process_time))
     return {
         "inputs": inputs,
         "targets": targets,
