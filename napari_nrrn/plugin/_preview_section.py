@@ -126,8 +126,8 @@ class PreviewSection(DockSection):
         viewer = dock.viewer
         for event in (
             viewer.dims.events.current_step,
-            viewer.camera.events.center,
-            viewer.camera.events.zoom,
+            viewer.scene.camera.events.center,
+            viewer.scene.camera.events.zoom,
         ):
             event.connect(self._on_view_change)
         dock.job_finished.connect(self._start_pending)
