@@ -42,11 +42,14 @@ def test_train_writes_a_model_that_loads_and_records_how_it_was_made(small_stack
     assert metadata["data"]["paths"] == [str(small_stack.resolve())]
     assert metadata["data"]["shape"] == [8, 40, 48]
     assert metadata["training"]["step"] == 5 and metadata["training"]["config"]["seed"] == 3
+    assert metadata["training"]["started_from"].startswith("random weights (the shipped model")
     assert "optimiser" not in metadata["training"]  # the model file stays small; the checkpoint resumes
     checkpoint = tmp_path / "model.checkpoint.pt"
     assert "optimiser" in load_model(checkpoint).metadata["training"]
     out = capsys.readouterr()
-    assert f"wrote {output}" in out.out and "5 steps, z-distance 1" in out.out
+    assert (
+        f"wrote {output}" in out.out and "5 steps, z-distance 1, started from random weights (the" in out.out
+    )
     assert "5/5" in out.err  # the progress bar
 
 
@@ -103,6 +106,7 @@ def test_two_stacks_train_as_repeated_scans(small_stack, tmp_path, shared_data):
             ["--z-distance", "2"],
             "at z-distance 2 needs at least 9 slices (4 x 2 + 1), the stack has 8",
         ),
+        (lambda d: d, ["--start-from", "none.pt"], "start_from 'none.pt': no such model file"),
     ],
 )
 def test_bad_input_exits_with_a_clear_error(small_stack, tmp_path, capsys, make, extra, message):
@@ -130,7 +134,7 @@ def test_the_z_distance_is_chosen_from_the_noise_and_supervision_is_recorded(sma
     )
     assert "--z-distance" not in model.metadata["command"]  # chosen, not given: rerunning chooses again
     assert model.metadata["command"].endswith(
-        "--target neighbours --supervision final --seed 0 --checkpoint-every 3"
+        "--target neighbours --supervision final --seed 0 --checkpoint-every 3 --start-from shipped"
     )
 
 

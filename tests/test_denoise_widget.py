@@ -508,7 +508,9 @@ def test_training_from_the_widget_gives_a_model_that_loads(dock, qtbot, tmp_path
     for name, tensor in kept.state_dict().items():
         torch.testing.assert_close(tensor, saved.state_dict()[name], rtol=0, atol=0)
     assert kept.metadata["training"]["step"] == 4
-    assert widget.training_section.train_status.text().startswith("Finished at step 4")
+    assert widget.training_section.train_status.text().startswith(
+        "Finished at step 4, started from random weights (the shipped model, depth 4, width 32, does not fit)"
+    )
     assert (
         widget.training_section.train_button.isEnabled() and widget.preview_section.preview_button.isEnabled()
     )
@@ -541,6 +543,12 @@ def test_train_form_defaults_come_from_train_config(dock):
     assert form.config(device="cpu") == TrainConfig(device="cpu", z_distance=2, supervision="final")
     form.set_value("z_distance", None)
     assert form.config(device="cpu").z_distance is None
+    assert form.inputs["start_from"].text() == "shipped"
+    form.set_value("start_from", "random")
+    assert form.config(device="cpu").start_from == "random"
+    form.set_value("start_from", "no such model.pt")
+    with pytest.raises(ValueError, match="no such model file"):
+        form.config(device="cpu")
 
 
 def test_auto_preview_follows_the_slice(dock, qtbot, crop, model_path):

@@ -11,6 +11,7 @@ import torch
 from napari_nrrn.engine.inference import denoise_slice
 from napari_nrrn.engine.sampling import TripletSampler
 from napari_nrrn.engine.train import (
+    RANDOM,
     SharedNoiseError,
     TrainConfig,
     branch_inputs,
@@ -19,7 +20,7 @@ from napari_nrrn.engine.train import (
     train,
 )
 from napari_nrrn.measures.metrics import psnr
-from napari_nrrn.model.checkpoint import load_model, save_model
+from napari_nrrn.model.checkpoint import default_model_path, load_model, save_model
 from napari_nrrn.model.loss import consensus_loss
 from napari_nrrn.model.nrrn import NRRN
 
@@ -181,6 +182,44 @@ def test_a_blind_spot_on_row_correlated_noise_warns(flat_slice):
         events = train(stack, replace(TINY, steps=1, blind_spot=1.0, z_distance=1))
     _, model = drain(events)
     assert model.metadata["training"]["warnings"][0].startswith("neighbouring rows share noise")
+
+
+def assert_close_weights(model, expected):
+    """Weights a step of Adam at a learning rate of 1e-9 moves by no more than about 1e-9."""
+    for name, tensor in expected.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name].cpu(), tensor, rtol=0, atol=1e-6)
+
+
+def test_training_starts_from_the_shipped_model_cut_to_its_depth(gala):
+    shipped = load_model(default_model_path()).cut(2)
+    config = replace(TINY, depth=2, width=shipped.width, steps=1, lr=1e-9)
+    _, model = drain(train(gala, config))
+    assert model.metadata["training"]["started_from"] == "the shipped model"
+    assert model.metadata["training"]["config"]["start_from"] == "shipped"
+    assert_close_weights(model, shipped)
+    _, from_random = drain(train(gala, replace(config, start_from=RANDOM)))
+    assert not torch.allclose(from_random.stem.weight, shipped.stem.weight, atol=1e-3)
+
+
+def test_a_start_that_does_not_fit_is_random_for_the_shipped_model_and_an_error_for_a_file(gala, tmp_path):
+    _, shipped_start = drain(train(gala, TINY))  # width 4: the shipped model's 32 does not fit
+    assert shipped_start.metadata["training"]["started_from"] == (
+        "random weights (the shipped model, depth 4, width 32, does not fit)"
+    )
+    _, random_start = drain(train(gala, replace(TINY, start_from=RANDOM)))
+    assert random_start.metadata["training"]["started_from"] == "random weights"
+    assert_same_weights(weights(shipped_start), weights(random_start))
+
+    path = save_model(random_start, tmp_path / "start.pt")
+    _, from_file = drain(train(gala, replace(TINY, start_from=str(path), steps=1, lr=1e-9)))
+    assert from_file.metadata["training"]["started_from"] == str(path)
+    assert_close_weights(from_file, random_start)
+    with pytest.raises(
+        ValueError, match=r"start.pt \(depth 1, width 4\): the run asks for width 4 and depth 2"
+    ):
+        next(train(gala, replace(TINY, depth=2, start_from=str(path))))
+    with pytest.raises(ValueError, match="'shipped' .*'random' .*or a napari-nrrn model file"):
+        next(train(gala, replace(TINY, start_from=str(tmp_path / "none.pt"))))
 
 
 def test_two_runs_with_one_seed_give_identical_weights(gala):

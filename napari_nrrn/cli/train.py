@@ -31,13 +31,14 @@ OPTIONS = (
     "device",
     "seed",
     "checkpoint_every",
+    "start_from",
 )
 # With only a time budget the step count is not the limit.
 UNBOUNDED_STEPS = 10**9
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from napari_nrrn.engine.train import SUPERVISIONS, TARGETS, TrainConfig
+    from napari_nrrn.engine.train import RANDOM, SHIPPED, SUPERVISIONS, TARGETS, TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument(
@@ -90,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.checkpoint_every,
         help="steps between checkpoints (default %(default)s)",
+    )
+    parser.add_argument(
+        "--start-from",
+        default=defaults.start_from,
+        metavar="WEIGHTS",
+        help=f"weights training starts from: {SHIPPED!r} (the model shipped with napari-nrrn, where it fits "
+        f"--depth and --width; the default), {RANDOM!r} (the published form) or a model file",
     )
     parser.add_argument("--resume", action="store_true", help="continue from MODEL's checkpoint")
     parser.add_argument("--channel", type=int, default=None, help="detector channel of a multi-channel file")
@@ -206,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {output} (depth {config.depth}, width {config.width}, {step} steps"
         + (f", z-distance {distance}" if distance is not None else "")
+        + f", started from {model.metadata['training']['started_from']}"
         + (f", validation loss {val_loss:.4f})" if val_loss is not None else ")")
         + f"; checkpoint for --resume: {checkpoint}"
     )

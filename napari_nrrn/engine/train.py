@@ -39,6 +39,12 @@ TARGETS = ("neighbour-mean", "neighbours")
 # 6 to 9 dB for cuts of a model trained on its final output, DESIGN.md section 1), or the final output alone
 # (the published form).
 SUPERVISIONS = ("every-depth", "final")
+# The weights training starts from (``TrainConfig.start_from``): the shipped model (SHIPPED) cut to the
+# run's depth, where it has the run's width and at least its depth (random weights otherwise, recorded),
+# RANDOM weights (the published form), or a model file, which must fit. docs/training.md measures what the
+# shipped start is worth.
+SHIPPED = "shipped"
+RANDOM = "random"
 # Fraction of centre pixels the blind-spot term hides, and the window their stand-ins come from.
 BLIND_SPOT_FRACTION = 0.02
 BLIND_SPOT_RADIUS = 2
@@ -93,6 +99,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     cache_mb: int = 1024  # slice cache of the sampler
     amp: bool = True  # mixed precision on CUDA and on CPUs with native bf16; float32 elsewhere
+    start_from: str = SHIPPED  # SHIPPED, RANDOM or a model file
 
     @classmethod
     def published(cls, **overrides) -> TrainConfig:
@@ -102,7 +109,7 @@ class TrainConfig:
         ``step_every`` stands for 10 epochs of one pass over a 100-slice stack; pass the value for yours.
         """
         recipe = dict(lr=1e-4, schedule="step", step_every=80, step_gamma=0.5, warmup_steps=0, batch=12)
-        recipe.update(patch=256, target="neighbours", supervision="final", amp=False)
+        recipe.update(patch=256, target="neighbours", supervision="final", amp=False, start_from=RANDOM)
         return cls(**{**recipe, **overrides})
 
     def check(self) -> None:
@@ -140,6 +147,11 @@ class TrainConfig:
             raise ValueError(f"the blind-spot term needs patches larger than {2 * BLIND_SPOT_RADIUS} pixels")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps = {self.warmup_steps} must be 0 or more")
+        if self.start_from not in (SHIPPED, RANDOM) and not Path(self.start_from).is_file():
+            raise ValueError(
+                f"start_from {self.start_from!r}: no such model file; start from {SHIPPED!r} (the shipped "
+                f"model), {RANDOM!r} (random weights) or a napari-nrrn model file"
+            )
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
@@ -317,6 +329,27 @@ def shared_noise_threshold(
     return SHARED_NOISE_FRACTION * target_variance - signal_difference
 
 
+def starting_weights(config: TrainConfig) -> tuple[dict | None, str]:
+    """The weights ``config.start_from`` names, cut to ``config.depth`` (None: random), and what they are,
+    for the training record. ValueError for a model file that does not fit the run."""
+    from napari_nrrn.model.checkpoint import default_model_path, load_model
+
+    if config.start_from == RANDOM:
+        return None, "random weights"
+    shipped = config.start_from == SHIPPED
+    start = load_model(default_model_path() if shipped else config.start_from)
+    if start.width != config.width or start.depth < config.depth:
+        found = f"depth {start.depth}, width {start.width}"
+        if shipped:
+            return None, f"random weights (the shipped model, {found}, does not fit)"
+        raise ValueError(
+            f"cannot start training from {config.start_from} ({found}): the run asks for width "
+            f"{config.width} and depth {config.depth}; start from a model of that width and at least that "
+            f"depth, or from {RANDOM!r} weights"
+        )
+    return start.cut(config.depth).state_dict(), "the shipped model" if shipped else str(config.start_from)
+
+
 def _data_provenance(stack) -> dict:
     return {"shape": [int(n) for n in stack.shape], "dtype": str(np.dtype(stack.dtype))}
 
@@ -324,12 +357,16 @@ def _data_provenance(stack) -> dict:
 class _Run:
     """One training run's mutable state, saved to and restored from a checkpoint."""
 
-    def __init__(self, stack, config: TrainConfig, device: torch.device, metadata: dict, notes: dict):
+    def __init__(self, stack, config: TrainConfig, device: torch.device, metadata: dict, notes: dict, start):
         torch.manual_seed(config.seed)
         self.config = config
         self.device = device
         every_depth = config.supervision == "every-depth"
-        self.model = NRRN(depth=config.depth, width=config.width, every_depth=every_depth).to(device)
+        self.model = NRRN(depth=config.depth, width=config.width, every_depth=every_depth)
+        if start is not None:
+            # A final-output model cut below its depth has no tail: the run's tail then starts random.
+            self.model.load_state_dict(start, strict=False)
+        self.model.to(device)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sampler = TripletSampler(
             stack,
@@ -461,7 +498,9 @@ def train(
     ``config.z_distance`` None becomes the report's ``safe_z_distance()``, and the distance used is in
     ``metadata["training"]["z_distance"]`` and the recorded config. A validation loss below what independent
     noise allows (``shared_noise_threshold``) stops the run with ``SharedNoiseError``, after saving the
-    checkpoint. With a blind-spot term on rows or columns that share noise, a warning (also recorded).
+    checkpoint. With a blind-spot term on rows or columns that share noise, a warning (also recorded). The
+    weights start from ``config.start_from`` (``starting_weights``), recorded as
+    ``metadata["training"]["started_from"]``.
 
     Bad input (config, stack shape, device, a missing checkpoint) raises here, before the first step.
     """
@@ -482,6 +521,7 @@ def train(
         config = replace(config, z_distance=config.z_distance or report.safe_z_distance())
         _check_stack_depth(shape[0], config, report if notes["z_distance_automatic"] else None)
     notes["z_distance"] = config.z_distance
+    start, notes["started_from"] = starting_weights(config)
     notes["warnings"] = _blind_spot_warnings(report, config)
     for warning in notes["warnings"]:
         warnings.warn(warning, stacklevel=2)
@@ -489,12 +529,16 @@ def train(
     if report is not None:
         metadata["noise"] = report.to_dict()
     device = select_device(config.device)
-    return _steps(stack, config, device, report, notes, should_stop, checkpoint_path, resume, metadata, clock)
+    return _steps(
+        stack, config, device, report, notes, start, should_stop, checkpoint_path, resume, metadata, clock
+    )
 
 
-def _steps(stack, config, device, report, notes, should_stop, checkpoint_path, resume, metadata, clock):
+def _steps(
+    stack, config, device, report, notes, start, should_stop, checkpoint_path, resume, metadata, clock
+):
     """The training loop of ``train``."""
-    run = _Run(stack, config, device, metadata, notes)
+    run = _Run(stack, config, device, metadata, notes, start)
     if resume:
         run.restore(checkpoint_path)
     model, optimiser = run.model, run.optimiser

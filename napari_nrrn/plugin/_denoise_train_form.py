@@ -33,6 +33,8 @@ TOOLTIPS = {
         "How many slices apart training pairs its inputs and target. auto: the smallest distance at which "
         "slices share no noise, measured when training starts (see the noise report in the Data section)"
     ),
+    "start_from": "The weights training starts from: shipped (the model shipped with napari-nrrn, cut to "
+    "the depth; random where the width differs), random, or the path of a napari-nrrn model file",
     "supervision": "every-depth: every depth's output is trained, so a cut model is a good denoiser; "
     "final: only the full depth's (the published recipe)",
 }

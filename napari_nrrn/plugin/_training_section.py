@@ -83,10 +83,12 @@ class TrainingSection(DockSection):
             )
 
         def done(model, cancelled: bool) -> None:
-            step = model.metadata["training"]["step"]
+            step, start = model.metadata["training"]["step"], model.metadata["training"]["started_from"]
             self.dock.model_section.set_model(model, f"trained on {layer.name}, {step} steps")
             how = "Cancelled" if cancelled else "Finished"
-            self.train_status.setText(f"{how} at step {step}; checkpoint saved to {checkpoint}.")
+            self.train_status.setText(
+                f"{how} at step {step}, started from {start}; checkpoint saved to {checkpoint}."
+            )
 
         return self.dock.run_job(
             TRAIN,
