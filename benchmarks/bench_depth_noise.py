@@ -244,7 +244,10 @@ def _write_depth_section(independent: dict, runs: list[dict], costs, cpu: str, c
         "synthetic noise (about 19 grey levels), "
         "slices 16, 32, 48. `final`: the loss on the final output only (the published form; its cuts stop "
         "before the tail). `every-depth`: the loss averaged over every depth's output, each through the "
-        "shared tail (the default).\n\n" + "\n".join(lines) + "\n"
+        "shared tail (the default supervision). `default`: all of today's defaults, which start from the "
+        "shipped model's stand-in (see the docstring); the others start from random weights.\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
     if costs:
         body += (
