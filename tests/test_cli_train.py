@@ -58,11 +58,12 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(small_stack, tmp_path, mo
     output = tmp_path / "model.pt"
     command = ["train", str(small_stack), "-o", str(output), *ADJACENT, "--steps", "6"]
     monkeypatch.setattr(engine_train, "train", lambda *a, **k: _relay(real_train(*a, **k)))
+    handler = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest runs as a background job
     assert main(command) == 130
     assert "stopped at step 2" in capsys.readouterr().err
     assert not output.exists()  # an unfinished model is never presented as the result
     assert load_model(tmp_path / "model.checkpoint.pt").metadata["training"]["step"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
 
     monkeypatch.setattr(engine_train, "train", real_train)
     assert main([*command, "--resume"]) == 0
