@@ -377,10 +377,10 @@ def test_full_stack_run_writes_what_denoise_stack_computes(dock, qtbot, crop, mo
 def test_cancelled_full_stack_run_leaves_no_file(dock, qtbot, crop, tmp_path):
     """Slices from 3 on wait for a gate, so the cancel surely lands while the output is half written."""
     viewer, widget, layer = dock
-    gate = threading.Event()
+    armed, gate = threading.Event(), threading.Event()
 
     def read(block, block_info=None):
-        if block_info[None]["chunk-location"][0] >= 3:
+        if armed.is_set() and block_info[None]["chunk-location"][0] >= 3:
             assert gate.wait(30), "the test never opened the gate"
         return block
 
@@ -388,6 +388,9 @@ def test_cancelled_full_stack_run_leaves_no_file(dock, qtbot, crop, tmp_path):
     show_slice(viewer, layer, 0)  # the viewer itself reads only ungated slices
     viewer.add_image(gated, name="gated", contrast_limits=(0, 255), scale=SCALE, translate=TRANSLATE)
     widget.data_section.layer_combo.setCurrentText("gated")
+    # The new layer's noise measurement reads ungated: it would hold dask's threads at the gate.
+    qtbot.waitUntil(lambda: NOISE_JOB not in widget.jobs, timeout=WAIT_MS)
+    armed.set()
     out = tmp_path / "cancelled.tif"
     start_and_wait_for_progress(qtbot, widget, STACK_JOB, widget.stack_section.denoise_to_file, out)
     assert STACK_JOB in widget.jobs and not widget.stack_section.stack_button.isEnabled()
