@@ -186,8 +186,9 @@ def test_a_blind_spot_on_row_correlated_noise_warns(flat_slice):
 
 def assert_close_weights(model, expected):
     """Weights a step of Adam at a learning rate of 1e-9 moves by no more than about 1e-9."""
+    trained = model.state_dict()
     for name, tensor in expected.state_dict().items():
-        torch.testing.assert_close(model.state_dict()[name].cpu(), tensor, rtol=0, atol=1e-6)
+        torch.testing.assert_close(trained[name].cpu(), tensor, rtol=0, atol=1e-6)
 
 
 def test_training_starts_from_the_shipped_model_cut_to_its_depth(gala):
