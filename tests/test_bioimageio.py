@@ -178,7 +178,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
     save_model(model, tmp_path / "model.pt")
     out = tmp_path / "out.zip"
     out.write_bytes(b"keep me")
-    with pytest.raises(FileExistsError, match="out.zip exists"):
+    with pytest.raises(FileExistsError, match="out.zip already exists"):
         export_bioimageio(model, out)
     assert main(["export", str(tmp_path / "model.pt"), str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -46,7 +46,11 @@ def test_bad_requests_fail_clearly_and_touch_nothing(tmp_path, stack_file, model
     existing.write_bytes(b"keep me")
     base = ["--model", str(model_file)]
     assert main(["denoise", str(stack_file), str(existing), *base]) == 2
-    assert "already exists" in capsys.readouterr().err
+    # The command line's wording, not the Python API's.
+    assert capsys.readouterr().err == (
+        f"napari-nrrn denoise: error: {existing} already exists: choose another name, or add --overwrite to "
+        "replace it\n"
+    )
     assert existing.read_bytes() == b"keep me"
 
     assert main(["denoise", str(stack_file), str(stack_file), *base, "--overwrite"]) == 2

@@ -1,6 +1,7 @@
 """``napari-nrrn train`` end to end on real FlyEM slices: the model file loads and says how it was made,
 Ctrl-C leaves a checkpoint that --resume continues, repeated scans, and bad input."""
 
+import re
 import signal
 
 import numpy as np
@@ -50,7 +51,10 @@ def test_train_writes_a_model_that_loads_and_records_how_it_was_made(small_stack
     assert (
         f"wrote {output}" in out.out and "5 steps, z-distance 1, started from random weights (the" in out.out
     )
-    assert "5/5" in out.err  # the progress bar
+    # The progress bar: its total never changes; the time estimate is printed once the first steps are measured.
+    assert set(re.findall(r"step \d+/(\d+) \[", out.err)) == {"5"} and "step 5/5 [" in out.err
+    assert re.search(r"train: \d+\.\d\d s a step, measured on this machine: about \S+ in all", out.err)
+    assert f"napari-nrrn train: 5 steps; checkpoints go to {checkpoint}" in out.err
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(small_stack, tmp_path, monkeypatch, capsys):
@@ -98,7 +102,10 @@ def test_two_stacks_train_as_repeated_scans(small_stack, tmp_path, shared_data):
 @pytest.mark.parametrize(
     ("make", "extra", "message"),
     [
-        (lambda d: d[0], [], "a single 2-D image has no neighbour slices"),
+        (lambda d: d[0], [], "a single 2-D image has no neighbour slices): add slices, or give 2 or 3 repeated "
+         "scans of the same slices as extra STACKs (napari-nrrn train SCAN_A SCAN_B -o MODEL)"),
+        (lambda d: d[:4], [], "add slices, or train toward the neighbours themselves (--target neighbours, 3 "
+         "slices), or give 2 or 3 repeated scans"),
         (lambda d: d[:2], [], "needs at least 5 slices, the stack has 2"),
         (lambda d: d[:2], ["--target", "neighbours"], "needs at least 3 slices, the stack has 2"),
         (lambda d: d, ["--patch", "64"], "patch size 64 does not fit slices of 40x48 pixels"),
@@ -107,15 +114,19 @@ def test_two_stacks_train_as_repeated_scans(small_stack, tmp_path, shared_data):
             ["--z-distance", "2"],
             "at z-distance 2 needs at least 9 slices (4 x 2 + 1), the stack has 8",
         ),
-        (lambda d: d, ["--start-from", "none.pt"], "start_from 'none.pt': no such model file"),
+        (lambda d: d, ["--start-from", "none.pt"], "--start-from none.pt: no such model file"),
     ],
 )
 def test_bad_input_exits_with_a_clear_error(small_stack, tmp_path, capsys, make, extra, message):
     path = tmp_path / "bad.tif"
-    tifffile.imwrite(path, make(tifffile.imread(small_stack)))
+    # Grey levels, so that 3 or 4 slices do not read as colour samples.
+    tifffile.imwrite(path, make(tifffile.imread(small_stack)), photometric="minisblack")
     output = tmp_path / "model.pt"
     assert main(["train", str(path), "-o", str(output), *ADJACENT, "--steps", "2", *extra]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    # Command-line words only: no Python arguments, no training modes the command line has no option for.
+    assert not re.search(r"\w=|\bmode\b|repeated-|start_from|'neighbours'", err), err
     assert not output.exists()
 
 
@@ -148,3 +159,43 @@ def test_missing_stack_mismatched_scans_and_two_budgets(small_stack, tmp_path, c
     assert "repeated scans must have one shape" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", str(small_stack), "-o", str(tmp_path / "m.pt"), "--steps", "3", "--seconds", "5"])
+
+
+def test_train_refuses_an_existing_model_and_a_name_that_is_not_pt(small_stack, tmp_path, capsys):
+    existing = tmp_path / "m.pt"
+    existing.write_bytes(b"keep me")
+    command = ["train", str(small_stack), *ADJACENT, "--steps", "1"]
+    assert main([*command, "-o", str(existing)]) == 2
+    assert capsys.readouterr().err == (
+        f"napari-nrrn train: error: {existing} already exists: choose another name, or add --overwrite to "
+        "replace it\n"
+    )
+    assert existing.read_bytes() == b"keep me"
+    assert main([*command, "-o", str(tmp_path / "m.txt")]) == 2
+    assert capsys.readouterr().err == (
+        f"napari-nrrn train: error: {tmp_path / 'm.txt'}: a model file is a .pt file; give the output a .pt "
+        "name\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    assert main([*command, "-o", str(existing), "--overwrite"]) == 0
+    assert load_model(existing).metadata["training"]["step"] == 1
+    out = capsys.readouterr()
+    assert "1 step," in out.out and "1 steps" not in out.out + out.err
+
+
+def test_the_bar_of_a_short_run_shows_the_validation_loss(shared_data, tmp_path, capsys):
+    """50 slices spare a held-out block: 8 steps validate every 2 (at least 4 points), and the bar says so."""
+    path = tmp_path / "gala.tif"
+    tifffile.imwrite(path, tifffile.imread(shared_data / "fibsem_flyem_gala_train_50x100x200.tif")[:, :40, :48])
+    output = tmp_path / "model.pt"
+    assert main(["train", str(path), "-o", str(output), *ADJACENT, "--steps", "8"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"step 8/8 \[.*validation loss \d\.\d{4}", err)
+    assert load_model(output).metadata["training"]["val_loss"] is not None
+
+
+def test_a_time_budget_bar_counts_seconds_to_a_fixed_total(small_stack, tmp_path, capsys):
+    assert main(["train", str(small_stack), "-o", str(tmp_path / "m.pt"), *ADJACENT, "--seconds", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "napari-nrrn train: 2 s; checkpoints go to" in err
+    assert set(re.findall(r"\d+/(\d+) s \[", err)) == {"2"} and re.search(r"step \d+, about", err)

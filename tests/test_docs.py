@@ -58,3 +58,53 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, one_torch_
     denoised = namespace["denoised"].compute()
     assert denoised.shape == (8, 64, 64) and denoised.dtype == sample.dtype
     assert namespace["one"].shape == (64, 64) and namespace["one"].dtype == sample.dtype
+
+
+# A menu path as the docs write it, in bold or italics: *File > Open Sample > napari-nrrn > ...*.
+MENU_PATH = re.compile(r"(\*\*?)((?:File|Layers|Plugins) > [^*]+?)\1")
+
+
+def doc_menu_paths() -> dict[str, set[str]]:
+    """Every napari menu path the README and docs name that leads to this plugin, by page."""
+    found = {}
+    for page in [ROOT / "README.md", *DOCS]:
+        text = " ".join(page.read_text(encoding="utf-8").split())
+        paths = {p for _, p in MENU_PATH.findall(text) if p.count(" > ") >= 2 or "napari-nrrn" in p}
+        if paths:
+            found[page.name] = paths
+    return found
+
+
+def qt_menu_paths(menu_bar) -> set[str]:
+    """Every path to an action or submenu of a window's menu bar, as napari shows them."""
+    paths = set()
+
+    def walk(menu, prefix):
+        menu.aboutToShow.emit()  # napari fills some menus (Open Sample, Plugins) when they open
+        for action in menu.actions():
+            title = action.text().replace("&&", "\0").replace("&", "").replace("\0", "&")
+            if not title:
+                continue
+            path = f"{prefix} > {title}" if prefix else title
+            paths.add(path)
+            if action.menu() is not None:
+                walk(action.menu(), path)
+
+    for action in menu_bar.actions():
+        walk(action.menu(), action.text().replace("&", ""))
+    return paths
+
+
+def test_the_docs_name_menus_napari_shows(make_napari_viewer):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer(show=True)
+    # On PyQt6 (the `qt` and `testing` extras) no deprecation toast covers the canvas, as on PyQt5.
+    assert not [n for n in notification_manager.records if "PyQt5" in n.message]
+    real = qt_menu_paths(viewer.window._qt_window.menuBar())
+    named = doc_menu_paths()
+    # Not vacuous: the pages that send a user to the plugin's menus are read.
+    assert {"README.md", "walkthrough.md", "profiles.md", "io.md"} <= set(named)
+    assert "Plugins > napari-nrrn > Resin line profiles (napari-nrrn)" in real
+    wrong = {page: sorted(paths - real) for page, paths in named.items() if paths - real}
+    assert not wrong, f"the docs name menus napari does not show: {wrong}"

@@ -91,7 +91,7 @@ def test_column_correlation_alone(clean):
     assert abs(report.row_correlation) < CORRELATION_TOLERANCE
     assert report.warnings() == [
         f"neighbouring columns share noise (correlation {report.column_correlation:.2f}): streak or "
-        "scan-line noise; the default training target is unaffected, a blind-spot term would be"
+        "scan-line noise; training is unaffected (its targets are other slices)"
     ]
 
 
@@ -207,8 +207,8 @@ def test_words_and_distances():
     assert report.warnings() == [
         "adjacent slices share noise (correlation 0.41): training on neighbours would learn it; napari-nrrn "
         "will train on slices 2 apart",
-        "neighbouring rows share noise (correlation 0.30): streak or scan-line noise; the default training "
-        "target is unaffected, a blind-spot term would be",
+        "neighbouring rows share noise (correlation 0.30): streak or scan-line noise; training is unaffected "
+        "(its targets are other slices)",
     ]
     everywhere = NoiseReport(10.0, 100.0, 0.0, (0.6, 0.3, -0.2), 0.0, 0.0, (0, 1, 2, 3))
     assert everywhere.safe_z_distance() == 3

@@ -1,6 +1,7 @@
 """Training: it learns on real FlyEM data with synthetic noise, it is deterministic on CPU, a cancelled run
 resumes to the same weights, checkpoints carry what resuming needs, and bad input is refused."""
 
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import tifffile
 import torch
 
+import napari_nrrn.engine.train as engine_train
 from napari_nrrn.engine.inference import denoise_slice
 from napari_nrrn.engine.sampling import TripletSampler
 from napari_nrrn.engine.train import (
@@ -121,9 +123,9 @@ def test_the_loss_is_the_mean_over_depths_of_the_consensus_loss(gala, supervisio
 
 def test_the_validation_loss_of_every_depth_is_recorded_and_saved(medulla, tmp_path):
     _, stack = medulla
-    config = replace(TINY, depth=2, steps=4, validation_every=2, validation_fraction=0.1)
+    config = replace(TINY, depth=2, steps=8, validation_every=4, validation_fraction=0.1)
     events, model = drain(train(stack, config))
-    assert events[0].val_loss_by_depth is None
+    assert events[0].val_loss_by_depth is None  # a budget of 8 steps validates every 2
     by_depth = events[-1].val_loss_by_depth
     assert len(by_depth) == 2 and events[-1].val_loss == by_depth[-1]
     assert model.metadata["training"]["val_loss_by_depth"] == list(by_depth)
@@ -353,7 +355,7 @@ def test_learning_rate_schedules():
     [
         ((64, 64), TINY, "a 2-D image has no neighbour slices"),
         ((1, 64, 64), TINY, "needs at least 5 slices, the stack has 1 .a single 2-D image"),
-        ((4, 64, 64), TINY, "target 'neighbours', 3 slices"),
+        ((4, 64, 64), TINY, "target='neighbours', 3 slices"),
         ((2, 64, 64), replace(TINY, target="neighbours"), "needs at least 3 slices, the stack has 2"),
         ((10, 64, 64), replace(TINY, patch=65), "patch size 65 does not fit slices of 64x64"),
         ((10, 64, 64), replace(TINY, lr=0), "learning rate lr = 0 must be positive"),
@@ -371,7 +373,8 @@ def test_learning_rate_schedules():
             (8, 64, 64),
             replace(TINY, z_distance=2),
             r"mean of the neighbours at z-distance 2 needs at least 9 slices \(4 x 2 \+ 1\), the stack has "
-            r"8: choose a smaller z-distance .*, the target 'neighbours' \(--target neighbours: 5 slices\)",
+            r"8: choose a smaller z-distance \(z_distance; .*, the neighbours themselves as the target "
+            r"\(target='neighbours': 5 slices\) or more slices",
         ),
         (
             (6, 64, 64),
@@ -395,3 +398,53 @@ def test_resume_refuses_a_different_network_or_a_missing_checkpoint(gala, tmp_pa
         next(train(gala, TINY, checkpoint_path=tmp_path / "none.pt", resume=True))
     with pytest.raises(ValueError, match="needs the checkpoint_path"):
         next(train(gala, TINY, resume=True))
+
+
+@pytest.mark.parametrize("budget", [{"steps": 18}, {"steps": 10**9, "seconds": 60.0}])
+def test_a_short_run_records_validation_points_and_a_loss_per_depth(medulla, monkeypatch, budget):
+    """18 steps, or 60 s of a clock that ticks 1 s each time it is read (about 10 steps), with the default
+    cadence of every 50 steps:
+    still at least VALIDATION_POINTS validations, the last at the end."""
+    validated = []
+    real = engine_train.validation_losses
+    monkeypatch.setattr(
+        engine_train, "validation_losses", lambda model, *a: validated.append(step[0]) or real(model, *a)
+    )
+    step = [0]
+    ticks = iter(range(10**6))
+    config = replace(TINY, depth=2, validation_every=50, validation_fraction=0.1, **budget)
+    events, model = drain(
+        train(medulla[1], config, clock=lambda: float(next(ticks))), lambda e: step.__setitem__(0, e.done)
+    )
+    assert len(validated) >= engine_train.VALIDATION_POINTS
+    assert events[-1].val_loss_by_depth is not None and len(events[-1].val_loss_by_depth) == 2
+    assert model.metadata["training"]["val_loss_by_depth"] == list(events[-1].val_loss_by_depth)
+    if "seconds" not in budget:
+        # Steps 4, 8, 12, 16 and the last (the validation runs within a step, before its event).
+        assert validated == [3, 7, 11, 15, 17]
+
+
+def test_the_time_estimate_follows_the_measured_pace():
+    """A clock that advances 0.5 s each time it is read (once a step, with a step budget): the pace is 0.5 s
+    a step, and the time left is the steps left at that pace, falling to 0."""
+    ticks = iter(range(10**6))
+    stack = np.random.default_rng(0).integers(0, 255, (12, 32, 32), dtype=np.uint8)
+    config = replace(TINY, patch=16, steps=6, start_from=RANDOM, z_distance=1, validation_fraction=0)
+    events, _ = drain(train(stack, config, clock=lambda: 0.5 * next(ticks)))
+    assert [e.seconds_per_step for e in events] == [0.5] * 6
+    assert [e.remaining_s for e in events] == [2.5, 2.0, 1.5, 1.0, 0.5, 0.0]
+    assert [e.eta_s for e in events] == [e.remaining_s for e in events]
+    assert {e.estimated_total_s for e in events} == {3.0}
+    assert {e.total for e in events} == {6}
+
+
+def test_checkpoints_default_to_the_user_data_folder(monkeypatch, tmp_path):
+    """Not the temp folder, which a reboot empties; platformdirs honours XDG_DATA_HOME on Linux."""
+    import platformdirs
+
+    from napari_nrrn.model.checkpoint import checkpoint_folder
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert checkpoint_folder() == platformdirs.user_data_path("napari-nrrn") / "checkpoints"
+    if sys.platform.startswith("linux"):
+        assert checkpoint_folder() == tmp_path / "napari-nrrn" / "checkpoints"

@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from napari_nrrn import __version__
+from napari_nrrn.words import cli_message
 
 # name -> one-line help; the module napari_nrrn.cli.<name> implements it.
 SUBCOMMANDS = {
@@ -50,7 +51,7 @@ def error_line(error: Exception, args: argparse.Namespace) -> str:
     """What to print for ``error``: our own messages as they are; a system error (one with an errno) as what
     went wrong on which file (the command's output when it names none) and what to do."""
     if not isinstance(error, OSError) or error.errno is None:
-        return str(error)
+        return cli_message(error)
     from napari_nrrn.io.writers import os_error_message
 
     return os_error_message(error, getattr(args, "output", None))

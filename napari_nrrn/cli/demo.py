@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         voxel_size(SAMPLE_GALA_PATH),
         overwrite=True,
     )
-    drain(writing, desc="denoising the sample", unit="slice")
+    drain(writing, desc="denoising the sample", unit="slice", total=raw.shape[0])
 
     figure_path = args.out / "fibsem_sample_raw_vs_denoised.png"
     iqrs = plot_comparison(

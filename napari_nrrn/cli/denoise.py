@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from napari_nrrn.words import plural
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stack", metavar="STACK", help="noisy stack (TIFF, TIFF folder, Zarr/OME-Zarr, .dat)")
@@ -84,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         # One process: dask's threads here, even where a distributed client is active in this process.
         with dask.config.set(scheduler="threads"):
-            drain(writing, desc="denoise", unit="slice")
+            drain(writing, desc="denoise", unit="slice", total=stack.shape[0])
     except KeyboardInterrupt:
         stop.set()  # the slice in flight, in one of dask's threads, stops at its next tile
         raise
     seconds = time.perf_counter() - start
     print(
-        f"wrote {output}: {stack.shape[0]} slices of {stack.shape[1]}x{stack.shape[2]} {stack.dtype} in "
+        f"wrote {output}: {plural(stack.shape[0], 'slice')} of {stack.shape[1]}x{stack.shape[2]} "
+        f"{stack.dtype} in "
         f"{seconds:.1f} s, model {model_path.name} (depth {model.depth}, width {model.width}), "
         f"{device.type}, {str(dtype).removeprefix('torch.')}",
         file=sys.stderr,
@@ -128,7 +131,8 @@ def _run_distributed(args, model, model_path: Path, source: Path, output: Path) 
         )
         return 2
     print(
-        f"wrote {output} in {time.perf_counter() - start:.1f} s: {run.chunks_computed} chunks denoised, "
+        f"wrote {output} in {time.perf_counter() - start:.1f} s: {plural(run.chunks_computed, 'chunk')} "
+        "denoised, "
         f"{run.chunks_skipped} already written by an interrupted run, model {model_path.name} "
         f"(depth {model.depth}, width {model.width})",
         file=sys.stderr,

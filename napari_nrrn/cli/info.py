@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from napari_nrrn.words import plural
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         ("format", found.format),
         ("shape", f"{z} x {y} x {x} (Z, Y, X)"),
         ("dtype", str(array.dtype)),
-        ("chunks", f"{chunk} per chunk, {math.prod(array.numblocks)} chunks (one per slice)"),
+        ("chunks", f"{chunk} per chunk, {plural(math.prod(array.numblocks), 'chunk')} (one per slice)"),
         ("voxel size", "unknown (not in the file's metadata)" if voxel is None else _voxel_text(voxel)),
         ("size in memory", _bytes(array.nbytes)),
         (

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from napari_nrrn.engine.events import Progress
 
 
-def drain(events: Iterator[Progress], desc: str, unit: str):
-    """Consume ``events`` with a progress bar (units per second, ETA) and return the generator's value."""
+def drain(events: Iterator[Progress], desc: str, unit: str, total: int):
+    """Consume ``events`` with a progress bar (units per second, ETA) and return the generator's value.
+    ``total``: the units to expect, so that the bar's first line, drawn before any event, shows it."""
     from tqdm import tqdm
 
-    with tqdm(total=None, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=desc, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True) as bar:
         while True:
             try:
                 event = next(events)

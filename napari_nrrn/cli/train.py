@@ -16,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
+from napari_nrrn.words import exists_error, plural
+
 # Options that set the TrainConfig field of the same name.
 OPTIONS = (
     "depth",
@@ -35,6 +37,8 @@ OPTIONS = (
 )
 # With only a time budget the step count is not the limit.
 UNBOUNDED_STEPS = 10**9
+# The steps after which the time estimate is printed: the first one also pays for warming up.
+ESTIMATE_AFTER = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +104,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"--depth and --width; the default), {RANDOM!r} (the published form) or a model file",
     )
     parser.add_argument("--resume", action="store_true", help="continue from MODEL's checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace MODEL if it exists")
     parser.add_argument("--channel", type=int, default=None, help="detector channel of a multi-channel file")
+
+
+def _drive(steps, config, seconds: float | None):
+    """Run the training generator with a progress bar and return the model. The bar counts steps, or the
+    seconds of a time budget (a constant total either way), and shows the time left at the pace measured on
+    this machine, the loss and the validation loss; the estimate is also printed once the first steps are
+    measured."""
+    from tqdm import tqdm
+
+    if seconds is None:
+        total, count = config.steps, "step {n_fmt}/{total_fmt}"
+    else:
+        total, count = max(1, round(seconds)), "{n_fmt}/{total_fmt} s"
+    bar_format = "{desc}: {percentage:3.0f}%|{bar}| " + count + " [{elapsed}{postfix}]"
+    options = dict(desc="train", bar_format=bar_format, file=sys.stderr, dynamic_ncols=True)
+    estimated = False
+    with tqdm(total=total, **options) as bar:
+        while True:
+            try:
+                event = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            bar.update(min(event.done if seconds is None else int(event.elapsed_s), total) - bar.n)
+            left = tqdm.format_interval(event.remaining_s)
+            if not estimated and event.done >= min(ESTIMATE_AFTER, event.total):
+                estimated = True
+                bar.write(
+                    f"napari-nrrn train: {event.seconds_per_step:.2f} s a step, measured on this machine: "
+                    f"about {tqdm.format_interval(event.estimated_total_s)} in all, {left} left",
+                    file=sys.stderr,
+                )
+            shown = [f"about {left} left", f"loss {event.loss:.4f}"]
+            if seconds is not None:
+                shown.insert(0, f"step {event.done}")
+            if event.val_loss is not None:
+                shown.append(f"validation loss {event.val_loss:.4f}")
+            bar.set_postfix_str(", ".join([*shown, f"lr {event.lr:.1e}"]), refresh=False)
 
 
 def checkpoint_path(output: str | Path) -> Path:
@@ -151,14 +193,16 @@ def _open(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from napari_nrrn.engine.train import train
     from napari_nrrn.model.checkpoint import save_model
 
     output = Path(args.output)
     if output.is_dir():
         raise ValueError(f"output {output} is a folder: give a model file name such as {output / 'model.pt'}")
+    if output.suffix.lower() != ".pt":
+        raise ValueError(f"{output}: a model file is a .pt file; give the output a .pt name")
+    if (output.exists() or output.is_symlink()) and not args.overwrite:
+        raise exists_error(output)
     stack, mode = _open(args)
     config = _config(args, mode)
     metadata = {
@@ -183,21 +227,10 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         metadata=metadata,
     )
+    budget = plural(config.steps, "step") if args.seconds is None else f"{args.seconds:g} s"
+    print(f"napari-nrrn train: {budget}; checkpoints go to {checkpoint}", file=sys.stderr)
     try:
-        with tqdm(total=None, unit="step", desc="train", file=sys.stderr, dynamic_ncols=True) as bar:
-            while True:
-                try:
-                    event = next(steps)
-                except StopIteration as stop:
-                    model = stop.value
-                    break
-                if bar.total != event.total:
-                    bar.total = event.total
-                bar.update(event.done - bar.n)
-                shown = {"loss": f"{event.loss:.4f}", "lr": f"{event.lr:.2e}"}
-                if event.val_loss is not None:
-                    shown["val"] = f"{event.val_loss:.4f}"
-                bar.set_postfix(shown, refresh=False)
+        model = _drive(steps, config, args.seconds)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -212,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     save_model(model, output, model.metadata)
     val_loss, distance = model.metadata["training"]["val_loss"], model.metadata["training"]["z_distance"]
     print(
-        f"wrote {output} (depth {config.depth}, width {config.width}, {step} steps"
+        f"wrote {output} (depth {config.depth}, width {config.width}, {plural(step, 'step')}"
         + (f", z-distance {distance}" if distance is not None else "")
         + f", started from {model.metadata['training']['started_from']}"
         + (f", validation loss {val_loss:.4f})" if val_loss is not None else ")")

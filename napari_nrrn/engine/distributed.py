@@ -35,6 +35,7 @@ from distributed import Client, WorkerPlugin, as_completed, get_worker
 
 from napari_nrrn import __version__
 from napari_nrrn.engine.events import Progress
+from napari_nrrn.words import exists_error, for_cli, plural
 
 DEFAULT_CHUNK_SLICES = 8
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
@@ -237,9 +238,7 @@ def check_output(output: str | os.PathLike, overwrite: bool = False) -> Path:
             "name the output .zarr or .ome.zarr (or denoise in one process to write TIFF)"
         )
     if (output.exists() or output.is_symlink()) and not overwrite:
-        raise FileExistsError(
-            f"{output} already exists: choose another name, or replace it with overwrite=True (--overwrite)"
-        )
+        raise exists_error(output)
     check_writable_folder(output.parent)
     return output
 
@@ -325,7 +324,8 @@ def iter_denoise_distributed(
     began = time.perf_counter()
     done, computed, total = 0, 0, stack.shape[0]
     try:
-        yield Progress("denoise", 0, total, 0.0, message=f"{len(recorded)} chunks to verify and skip")
+        verify = f"{plural(len(recorded), 'chunk')} to verify and skip"
+        yield Progress("denoise", 0, total, 0.0, message=verify)
         for future in in_flight:
             start, stop, was_computed = future.result()  # a task's error is raised here, with its traceback
             for chunk in itertools.islice(waiting, 1):
@@ -422,22 +422,22 @@ def denoise_distributed(
     cluster = None
     if workers is not None:
         if workers < 1:
-            raise ValueError(f"workers = {workers}: start at least 1 worker process")
+            error = ValueError(f"workers = {workers}: start at least 1 worker process")
+            raise for_cli(error, f"--workers {workers}: start at least 1 worker process")
         options.setdefault("torch_threads", max(1, (os.cpu_count() or 1) // workers))
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         )
     try:
-        with (
-            _connect(cluster if cluster is not None else scheduler) as client,
-            tqdm(desc="denoise", unit="slice", disable=not progress) as bar,
-        ):
+        with _connect(cluster if cluster is not None else scheduler) as client:
             events = iter_denoise_distributed(client, model, source, output, overwrite=overwrite, **options)
             try:
-                while True:
-                    event = next(events)
-                    bar.total = event.total
-                    bar.update(event.done - bar.n)
+                # The first event, before any chunk is done, gives the total the bar's first line shows.
+                first = next(events)
+                with tqdm(total=first.total, desc="denoise", unit=" slice", disable=not progress) as bar:
+                    while True:
+                        event = next(events)
+                        bar.update(event.done - bar.n)
             except StopIteration as finished:
                 return finished.value
             finally:

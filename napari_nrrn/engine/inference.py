@@ -36,6 +36,7 @@ from napari_nrrn.engine.fused import FusedNRRN, cpu_has_native_bfloat16
 from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
 from napari_nrrn.engine.tiling import Tile, check_tile, plan_tiles, stitch
 from napari_nrrn.model.nrrn import NRRN
+from napari_nrrn.words import plural
 
 # Tile cores in pixels per side (the largest core; cores are balanced, windows add the halo). On CPU, with one
 # thread, windows up to about 350 px ran at the same CPU time per pixel and windows of 514 px or the whole
@@ -314,7 +315,7 @@ def slice_triplet(stack, z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     check_stack(stack)
     depth = stack.shape[0]
     if not 0 <= z < depth:
-        raise ValueError(f"slice {z} is outside the stack of {depth} slices")
+        raise ValueError(f"slice {z} is outside the stack of {plural(depth, 'slice')}")
     before, after = _neighbours(z, depth)
     return tuple(np.asarray(stack[index]) for index in (before, z, after))
 

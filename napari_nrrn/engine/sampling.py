@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_nrrn.engine.normalise import slice_stats
+from napari_nrrn.words import for_cli
 
 MODES = ("adjacent", "repeated-2", "repeated-3")
 SCANS = {"repeated-2": 2, "repeated-3": 3}
@@ -50,14 +51,20 @@ def check_training_stack(shape: tuple[int, ...], mode: str, patch: int, reach: i
             )
         if shape[0] < 2 * reach + 1:
             single = " (a single 2-D image has no neighbour slices)" if shape[0] == 1 else ""
-            shorter = (
-                " or train toward the neighbours themselves (target 'neighbours', 3 slices),"
-                if reach > 1
-                else ""
+            needs = f"adjacent-slice training needs at least {2 * reach + 1} slices, the stack has {shape[0]}"
+            # Training toward the neighbours themselves needs 3 slices: offered only where that is enough.
+            shorter = ""
+            if reach > 1 and shape[0] >= 3:
+                shorter = " or train toward the neighbours themselves ({}, 3 slices),"
+            api, cli = shorter.format("target='neighbours'"), shorter.format("--target neighbours")
+            error = ValueError(
+                f"{needs}{single}: add slices,{api} or train on 2 or 3 repeated scans of each slice "
+                "(mode='repeated-2' or 'repeated-3')"
             )
-            raise ValueError(
-                f"adjacent-slice training needs at least {2 * reach + 1} slices, the stack has {shape[0]}"
-                f"{single}: add slices,{shorter} or train on repeated scans (mode repeated-2/repeated-3)"
+            raise for_cli(
+                error,
+                f"{needs}{single}: add slices,{cli} or give 2 or 3 repeated scans of the same slices as "
+                "extra STACKs (napari-nrrn train SCAN_A SCAN_B -o MODEL)",
             )
     else:
         scans = SCANS[mode]

@@ -9,6 +9,7 @@ left alone (on CPU, for the same config).
 from __future__ import annotations
 
 import base64
+import collections
 import math
 import time
 import warnings
@@ -26,6 +27,7 @@ from napari_nrrn.engine.sampling import MODES, TripletSampler, check_training_st
 from napari_nrrn.measures.noise import INDEPENDENT_BELOW, NoiseReport, estimate_noise
 from napari_nrrn.model.loss import consensus_loss
 from napari_nrrn.model.nrrn import NRRN
+from napari_nrrn.words import for_cli
 
 SCHEDULES = ("cosine", "step", "constant")
 # Training targets in adjacent mode at z-distance s (repeated-scan modes pair scans as DESIGN.md says,
@@ -48,6 +50,11 @@ RANDOM = "random"
 # Fraction of centre pixels the blind-spot term hides, and the window their stand-ins come from.
 BLIND_SPOT_FRACTION = 0.02
 BLIND_SPOT_RADIUS = 2
+# The fewest validation points a run records (at evenly spread steps or times, the last at its end), however
+# short its budget: the depth explorer reads a per-depth loss from them.
+VALIDATION_POINTS = 4
+# The latest steps the pace (seconds per step) is measured over: recent enough to follow the machine's load.
+PACE_WINDOW = 20
 # A resumed run must build the same network and draw from the same samples and held-out block.
 RESUME_MUST_MATCH = (
     "depth",
@@ -118,11 +125,14 @@ class TrainConfig:
         positive += ("validation_patches", "checkpoint_every", "cache_mb")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"training parameter {name} = {getattr(self, name)} must be at least 1")
+                error = ValueError(f"training parameter {name} = {getattr(self, name)} must be at least 1")
+                raise for_cli(error, f"{_option(name)} {getattr(self, name)}: give at least 1")
         if self.seconds is not None and self.seconds <= 0:
-            raise ValueError(f"training time budget seconds = {self.seconds} must be positive")
+            error = ValueError(f"training time budget seconds = {self.seconds} must be positive")
+            raise for_cli(error, f"--seconds {self.seconds:g}: give a positive number of seconds")
         if not self.lr > 0:
-            raise ValueError(f"learning rate lr = {self.lr} must be positive")
+            error = ValueError(f"learning rate lr = {self.lr} must be positive")
+            raise for_cli(error, f"--lr {self.lr:g}: give a positive learning rate")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule {self.schedule!r} is unknown: choose one of {', '.join(SCHEDULES)}")
         if self.mode not in MODES:
@@ -130,9 +140,14 @@ class TrainConfig:
         if self.target not in TARGETS:
             raise ValueError(f"target {self.target!r} is unknown: choose one of {', '.join(TARGETS)}")
         if self.z_distance is not None and (self.z_distance < 1 or self.mode != "adjacent"):
-            raise ValueError(
+            error = ValueError(
                 f"z_distance = {self.z_distance}: use a distance of at least 1 slice, in adjacent mode only "
                 "(repeated scans pair the scans of one slice), or None to choose it from the measured noise"
+            )
+            raise for_cli(
+                error,
+                f"--z-distance {self.z_distance}: give at least 1 slice, with one STACK only (repeated scans "
+                "pair the scans of one slice), or leave it out to choose it from the measured noise",
             )
         if self.supervision not in SUPERVISIONS:
             raise ValueError(
@@ -148,10 +163,24 @@ class TrainConfig:
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps = {self.warmup_steps} must be 0 or more")
         if self.start_from not in (SHIPPED, RANDOM) and not Path(self.start_from).is_file():
-            raise ValueError(
-                f"start_from {self.start_from!r}: no such model file; start from {SHIPPED!r} (the shipped "
-                f"model), {RANDOM!r} (random weights) or a napari-nrrn model file"
+            choices = "{} (the shipped model), {} (random weights) or a napari-nrrn model file"
+            error = ValueError(
+                f"start_from {self.start_from!r}: no such model file; start from "
+                + choices.format(repr(SHIPPED), repr(RANDOM))
             )
+            cli = f"--start-from {self.start_from}: no such model file; start from "
+            raise for_cli(error, cli + choices.format(SHIPPED, RANDOM))
+
+
+def validation_interval(config: TrainConfig) -> int:
+    """Steps between validation points: ``validation_every``, or fewer where a step budget would give less
+    than ``VALIDATION_POINTS`` of them. (A time budget also validates at evenly spread times.)"""
+    return max(1, min(config.validation_every, config.steps // VALIDATION_POINTS))
+
+
+def _option(name: str) -> str:
+    """The command-line option that sets the TrainConfig field ``name``."""
+    return "--" + name.replace("_", "-")
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
@@ -258,15 +287,16 @@ def _check_stack_depth(slices: int, config: TrainConfig, report: NoiseReport | N
     if report is not None and s > 1:
         measured = ", ".join("not measured" if c is None else f"{c:.2f}" for c in report.z_correlation)
         chosen = f" (chosen because the noise of slices 1, 2, 3 apart correlates at {measured})"
-    options = ["a smaller z-distance (--z-distance; closer slices that share noise teach it)"]
-    if mean_target:
-        options.append(f"the target 'neighbours' (--target neighbours: {2 * s + 1} slices)")
-    options.append("more slices")
-    raise ValueError(
+    needs = (
         f"training toward the {'mean of the neighbours' if mean_target else 'neighbours'} at z-distance "
         f"{s}{chosen} needs at least {needed} slices ({4 if mean_target else 2} x {s} + 1), the stack has "
-        f"{slices}: choose {', '.join(options[:-1])} or {options[-1]}"
+        f"{slices}: choose a smaller z-distance ({{}}; closer slices that share noise teach it), "
     )
+    if mean_target:
+        needs += f"the neighbours themselves as the target ({{}}: {2 * s + 1} slices) "
+    needs += "or more slices"
+    api = needs.format("z_distance", "target='neighbours'")
+    raise for_cli(ValueError(api), needs.format("--z-distance N", "--target neighbours"))
 
 
 def _measure_noise(stack, config: TrainConfig) -> NoiseReport | None:
@@ -278,9 +308,9 @@ def _measure_noise(stack, config: TrainConfig) -> NoiseReport | None:
         return estimate_noise(stack)
     except ValueError as error:
         if config.z_distance is None:
-            raise ValueError(
-                f"cannot choose the z-distance of training from the noise ({error}): give it (z_distance, "
-                "--z-distance)"
+            cannot = f"cannot choose the z-distance of training from the noise ({error})"
+            raise for_cli(
+                ValueError(f"{cannot}: give it (z_distance=N)"), f"{cannot}: give it (--z-distance N)"
             ) from error
         return None
 
@@ -485,10 +515,11 @@ def train(
 ) -> Generator[TrainProgress, None, NRRN]:
     """Train an NRRN on ``stack`` (see engine/sampling.py for the layouts of each ``config.mode``).
 
-    Yields a ``TrainProgress`` after every step; the validation loss is recomputed every
-    ``validation_every`` steps on fixed patches of held-out slices. Saves a checkpoint to ``checkpoint_path``
-    every ``checkpoint_every`` steps, at the end, and when stopped (``should_stop()`` true, checked before
-    every step, or the generator closed). ``resume=True`` continues from that checkpoint. ``metadata``
+    Yields a ``TrainProgress`` after every step, with the time left at the pace measured over the latest
+    steps; the validation loss is recomputed on fixed patches of held-out slices every
+    ``validation_interval(config)`` steps, at ``VALIDATION_POINTS`` evenly spread times of a time budget,
+    and at the last step. Saves a checkpoint to ``checkpoint_path`` every ``checkpoint_every`` steps, at the
+    end, and when stopped (``should_stop()`` true, checked before every step, or the generator closed). ``resume=True`` continues from that checkpoint. ``metadata``
     (e.g. the data path, the command line) is recorded in checkpoints and in the returned model's
     ``metadata``. Returns the trained model (in eval mode, on the training device). ``clock`` measures
     ``config.seconds`` and the elapsed times: wall time by default; ``time.process_time`` budgets CPU time,
@@ -551,9 +582,17 @@ def _steps(
     notes["shared_noise_threshold"] = threshold
 
     start = clock()
+    every = validation_interval(config)
+    step_ends = collections.deque([start], maxlen=PACE_WINDOW + 1)
 
     def elapsed() -> float:
         return run.elapsed_before + clock() - start
+
+    def time_mark() -> int:
+        """The evenly spread times of a time budget passed so far."""
+        return int(elapsed() * VALIDATION_POINTS / config.seconds) if config.seconds else 0
+
+    mark = time_mark()
 
     def progress() -> float:
         spent = run.step / config.steps
@@ -606,9 +645,10 @@ def _steps(
             scaler.update()
             run.loss = float(loss.detach())
 
-            if validation is not None and (
-                run.step % config.validation_every == 0 or run.step == config.steps
-            ):
+            passed = time_mark()
+            last = run.step == config.steps or passed >= VALIDATION_POINTS
+            if validation is not None and (run.step % every == 0 or last or passed > mark):
+                mark = passed
                 model.eval()
                 run.val_loss_by_depth = validation_losses(model, validation, config)
                 run.val_loss = run.val_loss_by_depth[-1]
@@ -619,19 +659,25 @@ def _steps(
             if checkpoint_path is not None and run.step % config.checkpoint_every == 0:
                 run.save(checkpoint_path, elapsed())
 
+            now = clock()
+            step_ends.append(now)
+            pace = (now - step_ends[0]) / (len(step_ends) - 1)
+            remaining = (config.steps - run.step) * pace
             total = config.steps
             if config.seconds:
-                rate = run.step / max(elapsed(), 1e-9)
-                total = min(config.steps, max(run.step, round(rate * config.seconds)))
+                remaining = min(remaining, max(config.seconds - (run.elapsed_before + now - start), 0.0))
+                total = min(config.steps, run.step + round(remaining / max(pace, 1e-9)))
             yield TrainProgress(
                 stage="train",
                 done=run.step,
                 total=total,
-                elapsed_s=elapsed(),
+                elapsed_s=run.elapsed_before + now - start,
                 loss=run.loss,
                 val_loss=run.val_loss,
                 val_loss_by_depth=None if run.val_loss_by_depth is None else tuple(run.val_loss_by_depth),
                 lr=lr,
+                seconds_per_step=pace,
+                remaining_s=remaining,
             )
     except GeneratorExit:
         finish("cancelled")

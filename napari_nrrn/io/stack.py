@@ -28,6 +28,7 @@ import tifffile
 from dask.base import tokenize
 
 from napari_nrrn.io import dat
+from napari_nrrn.words import plural
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 DAT_SUFFIX = ".dat"
@@ -546,7 +547,7 @@ def _inspect_dat(path: Path, files: list[Path], channel: int | None) -> StackInf
     detector = first.detectors[channel] if channel < len(first.detectors) else f"channel {channel}"
     kind = f"FIB-SEM .dat v{first.version}, {detector}"
     if path.is_dir():
-        kind = f"folder of {len(files)} {kind} frames"
+        kind = f"folder of {plural(len(files), kind + ' frame')}"
     return StackInfo(path, kind, array, _dat_voxel_size(first), tuple(files))
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from napari_nrrn.io.stack import TIFF_SUFFIXES, VoxelSize
 from napari_nrrn.progress import Progress
+from napari_nrrn.words import exists_error
 
 # Classic TIFF addresses 4 GiB; keep room for the IFDs (a few hundred bytes per slice) and metadata.
 BIGTIFF_THRESHOLD_BYTES = 2**32 - 2**25
@@ -87,9 +88,7 @@ def iter_write_stack(
         )
     voxel = checked_voxel_size(voxel_size)
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists: choose another name, or replace it with overwrite=True (--overwrite)"
-        )
+        raise exists_error(path)
     check_writable_folder(path.parent)
     if suffix == ".zarr":
         open_writer = ome_zarr_writer(

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from napari_nrrn.words import plural
+
 # |correlation| below which noise counts as independent: the estimator's measured error is under 0.05, and
 # a correlation of 0.1 leaves 99 % of the noise variance unshared.
 INDEPENDENT_BELOW = 0.1
@@ -101,7 +103,7 @@ class NoiseReport:
             f"noise correlation within a slice: {self.row_correlation:.2f} between neighbouring rows, "
             f"{self.column_correlation:.2f} between neighbouring columns"
         )
-        lines.append(f"measured on {len(self.slices)} slices: z = {_ranges(self.slices)}")
+        lines.append(f"measured on {plural(len(self.slices), 'slice')}: z = {_ranges(self.slices)}")
         return lines + list(self.notes)
 
     def warnings(self) -> list[str]:
@@ -127,7 +129,7 @@ class NoiseReport:
             if abs(correlation) >= INDEPENDENT_BELOW:
                 found.append(
                     f"neighbouring {neighbours} share noise (correlation {correlation:.2f}): streak or "
-                    "scan-line noise; the default training target is unaffected, a blind-spot term would be"
+                    "scan-line noise; training is unaffected (its targets are other slices)"
                 )
         return found
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_nrrn.words import plural
+
 # A pixel covers +-0.5 around its centre, so a line may reach the outer edge of the border pixels.
 _EDGE = 0.5
 _EPS = 1e-9
@@ -151,7 +153,7 @@ def _slice2d(image, z):
     index = int(round(float(z)))
     if not 0 <= index < image.shape[0]:
         raise ValueError(
-            f"z = {z} is outside the stack of {image.shape[0]} slices (0 .. {image.shape[0] - 1})"
+            f"z = {z} is outside the stack of {plural(image.shape[0], 'slice')} (0 .. {image.shape[0] - 1})"
         )
     return image[index]
 

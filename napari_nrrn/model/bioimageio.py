@@ -26,6 +26,7 @@ from napari_nrrn.model import nrrn as nrrn_module
 from napari_nrrn.model import triplet as triplet_module
 from napari_nrrn.model.nrrn import NRRN
 from napari_nrrn.model.triplet import NRRNTriplet
+from napari_nrrn.words import exists_error
 
 INSTALL_HINT = 'pip install "napari-nrrn[bioimageio]"'
 ARCHITECTURE_CALLABLE = "NRRNTriplet"
@@ -126,9 +127,7 @@ def _check_output(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise ValueError(f"{path} is a folder: give the package's file name, e.g. {path / 'model.zip'}")
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} exists: choose another name, or overwrite it (--overwrite, overwrite=True)"
-        )
+        raise exists_error(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
 

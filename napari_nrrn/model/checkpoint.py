@@ -42,6 +42,14 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "nrrn_default.pt"
 
 
+def checkpoint_folder() -> Path:
+    """Where training keeps its checkpoints unless told otherwise: the user's data folder (platformdirs:
+    ~/.local/share/napari-nrrn/checkpoints on Linux), which, unlike the temp folder, survives a reboot."""
+    import platformdirs
+
+    return platformdirs.user_data_path("napari-nrrn") / "checkpoints"
+
+
 def _plain(value, where: str):
     """``value`` as plain Python data (what weights_only loading accepts), or ValueError."""
     if isinstance(value, dict):

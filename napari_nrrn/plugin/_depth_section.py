@@ -38,6 +38,7 @@ from napari_nrrn.plugin._dock_layout import (
 from napari_nrrn.plugin._preview_section import slice_events
 from napari_nrrn.plugin._profile_layers import lines_in_data_coords
 from napari_nrrn.plugin.profile_widget import RESIN_LINES_NAME
+from napari_nrrn.words import plural
 
 if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
@@ -266,7 +267,7 @@ class DepthSection(DockSection):
         costs = self._costs.get(self.dock.device())
         measured = f" ({costs[depth - 1]:.0f} ms per megapixel measured here)" if costs else ""
         if depth == full:
-            self.depth_cost.setText(f"All {full} blocks (and the tail) are used{measured}.")
+            self.depth_cost.setText(f"All {plural(full, 'block')} (and the tail) are used{measured}.")
             return
         text = (
             f"Preview and full run stop after block {depth} of {full}: {depth}/{full} of the block work, "

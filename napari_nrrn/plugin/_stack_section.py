@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QFileDialog, QLabel, QLineEdit, QMessageBox, QPushBut
 from napari_nrrn.plugin._denoise_jobs import format_duration
 from napari_nrrn.plugin._denoise_layers import DENOISED, result_name, show_result, stack_data, voxel_size
 from napari_nrrn.plugin._dock_layout import DockSection, labelled, row_widget, safe_file_name
+from napari_nrrn.words import plural
 
 if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
@@ -62,7 +63,8 @@ class StackSection(DockSection):
 
         def describe(event) -> str:
             return (
-                f"NRRN denoising {layer.name}: {event.done}/{event.total} slices, {event.rate:.2f} slices/s, "
+                f"NRRN denoising {layer.name}: {event.done}/{plural(event.total, 'slice')}, "
+                f"{event.rate:.2f} slices/s, "
                 f"ETA {format_duration(event.eta_s)}"
             )
 

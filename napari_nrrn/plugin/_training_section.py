@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ from napari_nrrn.plugin._denoise_layers import source_path, stack_data
 from napari_nrrn.plugin._denoise_train_form import TrainForm
 from napari_nrrn.plugin._dock_layout import DockSection, labelled, row_widget, safe_file_name, theme_colours
 from napari_nrrn.plugin._loss_plot import LossPlot
+from napari_nrrn.words import plural
 
 if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
@@ -25,11 +25,13 @@ class TrainingSection(DockSection):
     def __init__(self, dock: DenoiseWidget):
         super().__init__("Train a model on this stack")
         self.dock = dock
-        self._checkpoint_dir = Path(tempfile.gettempdir()) / "napari-nrrn"
+        from napari_nrrn.model.checkpoint import checkpoint_folder
+
+        self._checkpoint_dir = checkpoint_folder()
         self.train_form = TrainForm(skip=("device",))
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setToolTip(
-            "Where training saves its checkpoints (also when cancelled); empty: a file in the temp folder"
+            f"Where training saves its checkpoints (also when cancelled); empty: a file in {self._checkpoint_dir}"
         )
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(lambda: self.start_training())
@@ -84,7 +86,7 @@ class TrainingSection(DockSection):
 
         def done(model, cancelled: bool) -> None:
             step, start = model.metadata["training"]["step"], model.metadata["training"]["started_from"]
-            self.dock.model_section.set_model(model, f"trained on {layer.name}, {step} steps")
+            self.dock.model_section.set_model(model, f"trained on {layer.name}, {plural(step, 'step')}")
             how = "Cancelled" if cancelled else "Finished"
             self.train_status.setText(
                 f"{how} at step {step}, started from {start}; checkpoint saved to {checkpoint}."
