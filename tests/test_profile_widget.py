@@ -305,3 +305,212 @@ def test_bm3d_missing_is_an_error_not_a_crash(make_napari_viewer, qtbot, notific
     widget = make_widget(qtbot, viewer)
     assert widget.compare.run_baselines("raw", {"bm3d": {}}) is None
     assert notifications == [("error", "BM3D needs the optional package bm3d: pip install bm3d")]
+
+
+# ----- a new user's view: the samples' own names, a real window, default dock sizes ---------------------
+
+MEDULLA = "FIB-SEM sample (FlyEM medulla + synthetic noise)"
+GALA = "FIB-SEM sample (FlyEM gala, correlated noise)"
+
+
+def open_medulla(viewer):
+    [layer] = viewer.open_sample("napari-nrrn", "fibsem")
+    assert layer.name == MEDULLA and tuple(layer.scale) == (10, 10, 10)
+    return layer
+
+
+def settle(qtbot, ms=300):
+    qtbot.wait(ms)
+
+
+def legend_boxes(plot, dpi=None):
+    """Window extents of the legend's texts, drawn at ``dpi`` (default: the screen's)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = plot.figure
+    renderer = FigureCanvasAgg(figure).get_renderer() if dpi else plot.get_renderer()
+    if dpi:
+        saved, figure.dpi = figure.dpi, dpi
+    try:
+        figure.draw(renderer)
+        texts = plot.axes.get_legend().get_texts()
+        return [text.get_window_extent(renderer) for text in texts], figure.bbox.frozen()
+    finally:
+        if dpi:
+            figure.dpi = saved
+            figure.set_canvas(plot)
+
+
+def assert_apart_and_inside(boxes, figure_box):
+    for box in boxes:
+        assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and box.y1 <= figure_box.y1, box
+    for i, first in enumerate(boxes):
+        for second in boxes[i + 1 :]:
+            assert not first.overlaps(second), (first, second)
+
+
+def test_legend_entries_never_overlap_in_the_dock_or_the_png(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    for step in ("denoised", "gaussian"):
+        viewer.add_image(medulla.data, name=f"{MEDULLA} NRRN {step}", scale=medulla.scale)
+    widget = dock(viewer)
+    lines = widget.profile.add_resin_lines_layer()
+    lines.add_lines([np.array([[70.0, 74.0], [70.0, 97.0]]), np.array([[20.0, 10.0], [120.0, 150.0]])])
+    widget.profile.update_now()
+    settle(qtbot)
+    plot = widget.profile.plot
+    labels = [text.get_text() for text in plot.axes.get_legend().get_texts()]
+    assert len(labels) == 6 and all("IQR" in label for label in labels)
+    assert_apart_and_inside(*legend_boxes(plot))
+
+    widget.profile.export_png(tmp_path / "profiles.png")
+    assert_apart_and_inside(*legend_boxes(plot, dpi=150))
+
+
+def test_distances_in_nm_or_micrometres_and_the_csv_says_where(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    widget = dock(viewer)
+    viewer.dims.set_current_step(0, 16)
+    lines = widget.profile.add_resin_lines_layer()
+    line = np.array([[70.0, 74.0], [70.0, 97.0]])  # pixels of the sample
+    lines.add_lines([line])
+    widget.profile.update_now()
+    assert widget.profile.plot.x_label() == "distance along the line (nm)"
+    np.testing.assert_allclose(widget.profile.distances[MEDULLA, 0], path_distances(line, scale=(10, 10)))
+    np.testing.assert_allclose(widget.profile.plot.curves()[0][0], widget.profile.distances[MEDULLA, 0])
+
+    csv_path = tmp_path / "profiles.csv"
+    widget.profile.export_csv(csv_path)
+    with open(csv_path, newline="", encoding="utf-8") as file:
+        [row] = list(csv.DictReader(file))
+    assert row["slice"] == "16" and float(row["length_nm"]) == pytest.approx(230.0)
+    world = line * 10
+    assert [float(row[key]) for key in ("start_y_nm", "start_x_nm", "end_y_nm", "end_x_nm")] == [
+        *world[0],
+        *world[1],
+    ]
+    assert float(row["iqr"]) == iqr(line_profile(medulla.data, *line, z=16))
+
+    # A long line is shown in µm; a layer without a scale in pixels.
+    lines.data = [np.array([[10.0, 5.0], [150.0, 155.0]])]
+    widget.profile.update_now()
+    assert widget.profile.plot.x_label() == "distance along the line (\N{MICRO SIGN}m)"
+    np.testing.assert_allclose(
+        widget.profile.plot.curves()[0][0], widget.profile.distances[MEDULLA, 0] / 1000
+    )
+    medulla.metadata = {}
+    medulla.scale = (1, 1, 1)
+    widget.profile.update_now()
+    assert widget.profile.plot.x_label() == "distance along the line (px)"
+
+
+def test_table_shows_every_row_and_every_column_without_scrolling(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    viewer.add_image(medulla.data, name=f"{MEDULLA} NRRN denoised", scale=medulla.scale)
+    viewer.add_image(medulla.data, name=f"{MEDULLA} gaussian", scale=medulla.scale)
+    widget = dock(viewer)
+    lines = widget.profile.add_resin_lines_layer()
+    lines.add_lines([np.array([[70.0, 74.0], [70.0, 97.0]]), np.array([[20.0, 10.0], [120.0, 150.0]])])
+    widget.profile.update_now()
+    settle(qtbot)
+    table = widget.profile.table
+    assert table.rowCount() == 6
+    needed = sum(table.rowHeight(row) for row in range(6))
+    assert table.viewport().height() >= needed
+    columns = sum(table.columnWidth(column) for column in range(table.columnCount()))
+    assert columns <= table.viewport().width()
+    assert table.horizontalScrollBar().maximum() == 0
+    iqr_column = 2
+    iqr_right = table.columnViewportPosition(iqr_column) + table.columnWidth(iqr_column)
+    assert iqr_right <= table.viewport().width()
+
+
+def test_both_docks_stay_usable_when_both_are_open(make_napari_viewer, qtbot):
+    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
+
+    viewer = make_napari_viewer(show=True)
+    open_medulla(viewer)
+    denoise = DenoiseWidget(viewer)
+    viewer.window.add_dock_widget(denoise, name="NRRN denoising")
+    profiles = ResinProfileWidget(viewer)
+    viewer.window.add_dock_widget(profiles, name="Resin line profiles")
+    settle(qtbot, 500)
+    denoise_height, profile_height = denoise.height(), profiles.height()
+    assert denoise_height >= 200 and profile_height >= 200, (denoise_height, profile_height)
+    assert min(denoise_height, profile_height) >= 0.3 * (denoise_height + profile_height)
+
+
+def test_hidden_layers_and_other_fields_are_not_profiled_by_default(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    viewer.add_image(medulla.data, name="clean", scale=medulla.scale, visible=False)
+    [gala] = viewer.open_sample("napari-nrrn", "fibsem_gala")
+    assert gala.name == GALA and gala.data.shape[-2:] != medulla.data.shape[-2:]
+    widget = dock(viewer)
+    viewer.layers.selection.active = medulla
+    lines = widget.profile.add_resin_lines_layer()
+    lines.add_lines([np.array([[70.0, 74.0], [70.0, 97.0]])])
+    widget.profile.update_now()
+    assert [layer.name for layer in widget.profile.chosen_image_layers()] == [MEDULLA]
+    assert set(widget.profile.profiles) == {(MEDULLA, 0)}
+
+    widget.profile.set_layer_checked("clean", True)  # a hidden layer is profiled once ticked
+    widget.profile.update_now()
+    assert set(widget.profile.profiles) == {(MEDULLA, 0), ("clean", 0)}
+
+
+def test_baseline_layers_go_below_the_resin_lines(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    widget = dock(viewer)
+    widget.profile.add_resin_lines_layer()
+    assert widget.compare.run_baselines(MEDULLA, {"gaussian": {"sigma": 1.0}, "median": {"size": 3}})
+    qtbot.waitUntil(widget.compare.run_button.isEnabled, timeout=20000)
+    names = [layer.name for layer in viewer.layers]
+    assert names == [MEDULLA, f"{MEDULLA} gaussian", f"{MEDULLA} median", RESIN_LINES_NAME]
+
+
+def test_the_blocks_layer_is_profiled_at_the_displayed_depth(make_napari_viewer, qtbot):
+    from napari_nrrn.plugin._denoise_layers import BLOCKS, blocks_result, result_name, show_result
+
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    blocks = [medulla.data[16].astype(np.float32) + 10 * depth for depth in range(4)]
+    name = result_name(MEDULLA, BLOCKS)
+    show_result(viewer, name, medulla, *blocks_result(medulla, 16, blocks))  # as the depth explorer does
+    widget = dock(viewer)
+    lines = widget.profile.add_resin_lines_layer()
+    line = np.array([[70.0, 74.0], [70.0, 97.0]])
+    lines.add_lines([line])
+    viewer.dims.set_point(1, 16 * 10)
+    viewer.dims.set_current_step(0, 2)
+    widget.profile.update_now()
+    np.testing.assert_allclose(widget.profile.profiles[name, 0], line_profile(blocks[2], *line))
+    np.testing.assert_allclose(widget.profile.profiles[MEDULLA, 0], line_profile(medulla.data[16], *line))
+    assert widget.profile.problems == []
+    viewer.dims.set_current_step(0, 0)
+    widget.profile.update_now()
+    np.testing.assert_allclose(widget.profile.profiles[name, 0], line_profile(blocks[0], *line))
+
+
+def test_psnr_against_the_noisy_input_warns_and_a_clean_reference_does_not(make_napari_viewer, qtbot, sem):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(sem, name="raw")
+    viewer.add_image(BASELINES["gaussian"](sem, sigma=4.0), name="clean")
+    widget = dock(viewer)
+    assert widget.compare.run_baselines("raw", {"gaussian": {"sigma": 1.0}})
+    qtbot.waitUntil(widget.compare.run_button.isEnabled, timeout=20000)
+    widget.compare.compute_metrics_now("raw")
+    warning = widget.compare.reference_warning
+    assert warning.startswith("'raw' is the noisy input of 'raw gaussian': PSNR/SSIM against noisy data")
+    assert "Gaussian" in warning and widget.compare.warning.isVisible()
+    assert widget.compare.warning.text() == warning
+
+    widget.compare.compute_metrics_now("clean")
+    assert widget.compare.reference_warning is None and not widget.compare.warning.isVisible()
+    [layer] = viewer.open_sample("napari-nrrn", "sem_resin")
+    widget.compare.compute_metrics_now(layer.name)
+    assert widget.compare.reference_warning.startswith(f"'{layer.name}' is a noisy sample")

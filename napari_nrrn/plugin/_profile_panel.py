@@ -184,19 +184,23 @@ class ProfilePanel(QWidget):
         self.shapes_combo.setCurrentText(name)
 
     def drawn_on(self):
-        """The image layer the lines belong with: the one a lines layer made here was drawn on, else the
-        selected image layer, else the top visible one (None without images)."""
-        images = self.image_layers()
+        """The image layer the lines belong with: the one a lines layer made here was drawn on, else
+        ``looked_at()``."""
         lines = self._shapes_layer
         name = lines.metadata.get(DRAWN_ON) if lines is not None else None
-        for layer in images:
+        for layer in self.image_layers():
             if layer.name == name:
                 return layer
+        return self.looked_at()
+
+    def looked_at(self):
+        """The selected image layer, else the top visible one, else the top one (None without images)."""
         active = self.viewer.layers.selection.active
         if isinstance(active, Image):
             return active
+        images = self.image_layers()
         visible = [layer for layer in images if layer.visible]
-        return visible[-1] if visible else None
+        return (visible or images or [None])[-1]
 
     def _ticked_by_default(self, layer, reference) -> bool:
         """Hidden layers, and layers of another field than the lines' image, are not profiled unless
@@ -247,15 +251,15 @@ class ProfilePanel(QWidget):
         self.schedule_update()
 
     def add_resin_lines_layer(self):
-        """Add a Shapes layer for resin lines, in line-drawing mode, on the pixel grid of the image the lines
-        are for (the first ticked one, else ``drawn_on``)."""
-        images = self.chosen_image_layers() or [layer for layer in [self.drawn_on()] if layer is not None]
-        if not images:
-            show_warning("No image layers yet: open an image, then draw lines through its resin.")
+        """Add a Shapes layer for resin lines, in line-drawing mode, on the pixel grid of the image looked at
+        (``looked_at``); layers of another field are then no longer ticked by default."""
+        image = self.looked_at()
         grid, metadata = {}, {}
-        if images:
-            grid = {"scale": tuple(images[0].scale[-2:]), "translate": tuple(images[0].translate[-2:])}
-            metadata = {DRAWN_ON: images[0].name}
+        if image is None:
+            show_warning("No image layers yet: open an image, then draw lines through its resin.")
+        else:
+            grid = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
+            metadata = {DRAWN_ON: image.name}
         # 2-D, so the lines show (and are profiled) on every slice of a stack.
         layer = self.viewer.add_shapes(
             ndim=2,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from functools import partial
 
 import napari
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
 from ._compare_panel import ComparePanel
 from ._dock_layout import follow_layer_list
@@ -27,6 +27,8 @@ class ResinProfileWidget(QWidget):
 
     Its content scrolls, so beside the denoise dock it takes a share of the height, not all of it.
     """
+
+    MINIMUM_HEIGHT = 200  # napari gives the docks above a new one their minimum height: keep this usable
 
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
@@ -44,12 +46,43 @@ class ResinProfileWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.scroll)
+        self.setMinimumHeight(self.MINIMUM_HEIGHT)
+        self._height_shared = False
 
         follow_layer_list(viewer.layers, self._on_layers_changed)
         viewer.dims.events.current_step.connect(self.profile.schedule_update)
         # napari holds weak references to our methods, but the Qt side can be deleted first (dock closed).
         self.destroyed.connect(partial(_disconnect_from_viewer, viewer, self))
         self._on_layers_changed()
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if not self._height_shared:
+            self._height_shared = True
+            # After napari's add_dock_widget returns: it sizes the docks above a new one to their minimum.
+            QTimer.singleShot(0, self._share_height)
+
+    def _share_height(self):
+        """Share the height of the dock column equally with the docks stacked above or below this one (the
+        denoise dock), rather than leave them squashed to a header."""
+        dock = self.parent()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        window = dock.parent() if dock is not None else None
+        if not isinstance(window, QMainWindow):
+            return
+        area = window.dockWidgetArea(dock)
+        if area not in (Qt.LeftDockWidgetArea, Qt.RightDockWidgetArea):
+            return
+        # Tabs behind another are hidden, so only the shown tab of a tabbed group counts.
+        column = [
+            other
+            for other in window.findChildren(QDockWidget)
+            if other.isVisible() and not other.isFloating() and window.dockWidgetArea(other) == area
+        ]
+        if len(column) > 1:
+            height = sum(other.height() for other in column)
+            window.resizeDocks(column, [height // len(column)] * len(column), Qt.Vertical)
 
     def _on_layers_changed(self, event=None):
         self.profile.refresh_layers()
