@@ -333,7 +333,7 @@ def legend_boxes(plot, dpi=None):
         saved, figure.dpi = figure.dpi, dpi
     try:
         figure.draw(renderer)
-        texts = plot.axes.get_legend().get_texts()
+        texts = plot.get_legend().get_texts()
         return [text.get_window_extent(renderer) for text in texts], figure.bbox.frozen()
     finally:
         if dpi:
@@ -360,7 +360,7 @@ def test_legend_entries_never_overlap_in_the_dock_or_the_png(make_napari_viewer,
     widget.profile.update_now()
     settle(qtbot)
     plot = widget.profile.plot
-    labels = [text.get_text() for text in plot.axes.get_legend().get_texts()]
+    labels = [text.get_text() for text in plot.get_legend().get_texts()]
     assert len(labels) == 6 and all("IQR" in label for label in labels)
     assert_apart_and_inside(*legend_boxes(plot))
 

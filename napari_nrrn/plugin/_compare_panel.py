@@ -10,6 +10,7 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -57,16 +58,16 @@ class ComparePanel(QGroupBox):
         self.source_combo = layer_name_combo()
         form.addRow("Denoise layer", self.source_combo)
         self.baseline_checks = {}
-        checks_row = QHBoxLayout()
-        for name in BASELINES:
+        checks = QGridLayout()  # two columns: four names in a row would not fit a narrow dock
+        for index, name in enumerate(BASELINES):
             check = QCheckBox(name)
             check.setChecked(name in ("gaussian", "median"))
             if name == "bm3d" and not bm3d_available():
                 check.setEnabled(False)
                 check.setToolTip(BM3D_MISSING)
             self.baseline_checks[name] = check
-            checks_row.addWidget(check)
-        form.addRow("Baselines", checks_row)
+            checks.addWidget(check, index // 2, index % 2)
+        form.addRow("Baselines", checks)
         self.gaussian_sigma = QDoubleSpinBox()
         self.gaussian_sigma.setRange(0.1, 20.0)
         self.gaussian_sigma.setValue(1.0)
@@ -74,12 +75,8 @@ class ComparePanel(QGroupBox):
         self.median_size = QSpinBox()
         self.median_size.setRange(3, 31)
         self.median_size.setSingleStep(2)
-        params_row = QHBoxLayout()
-        params_row.addWidget(QLabel("Gaussian sigma (px)"))
-        params_row.addWidget(self.gaussian_sigma)
-        params_row.addWidget(QLabel("median size (px)"))
-        params_row.addWidget(self.median_size)
-        form.addRow(params_row)
+        form.addRow("Gaussian sigma (px)", self.gaussian_sigma)
+        form.addRow("Median size (px)", self.median_size)
         run_row = QHBoxLayout()
         self.run_button = QPushButton("Run baselines")
         self.run_button.clicked.connect(lambda: self.run_baselines())
@@ -112,6 +109,7 @@ class ComparePanel(QGroupBox):
         self.metrics_table.verticalHeader().setVisible(False)
         self.metrics_table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.metrics_table.setTextElideMode(Qt.ElideMiddle)
+        self.metrics_table.setWordWrap(False)
         header = self.metrics_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.Stretch)

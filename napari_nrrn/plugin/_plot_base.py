@@ -21,8 +21,9 @@ LEGEND_MARGIN_PX = 4
 class ThemedPlot(FigureCanvasQTAgg):
     """A figure with one axes in the napari theme of ``viewer``.
 
-    Subclasses draw into ``axes`` and call ``finish()``; legends made with ``legend()`` are shortened (the
-    middle of a long label becomes an ellipsis) so that every entry fits the figure's width.
+    Subclasses draw into ``axes``, clear it with ``clear()`` and call ``finish()``; legends made with
+    ``legend()`` are shortened (the middle of a long label becomes an ellipsis) so that every entry fits the
+    figure's width.
     """
 
     def __init__(self, viewer, parent=None, figsize=(5, 3)):
@@ -42,25 +43,31 @@ class ThemedPlot(FigureCanvasQTAgg):
         """(background, text) of the viewer's theme."""
         return theme_colours(self.viewer)
 
+    def clear(self) -> None:
+        self.axes.clear()
+        self.clear_legend()
+
     def set_labels(self, x: str, x_unit: str | None, y: str, y_unit: str | None = None) -> None:
         """Axis labels as "quantity (unit)"; a quantity without a known unit is labelled as such."""
         self._labels = (_with_unit(x, x_unit), _with_unit(y, y_unit))
 
-    def legend(self, **kwargs):
-        """A legend above the axes, one entry per row, its labels fitted to the figure's width."""
+    def legend(self):
+        """A legend above the axes (a figure legend: the layout gives it rows, never the axes' width), one
+        entry per row, its labels fitted to the figure's width."""
+        self.clear_legend()
         handles, labels = self.axes.get_legend_handles_labels()
         self._legend_labels = labels
-        return self.axes.legend(
-            handles,
-            labels,
-            fontsize="small",
-            loc="lower left",
-            bbox_to_anchor=(0, 1.02),
-            ncols=1,
-            borderaxespad=0,
-            frameon=False,
-            **kwargs,
+        return self.figure.legend(
+            handles, labels, fontsize="small", loc="outside upper left", ncols=1, frameon=False
         )
+
+    def get_legend(self):
+        return self.figure.legends[0] if self.figure.legends else None
+
+    def clear_legend(self) -> None:
+        for legend in list(self.figure.legends):
+            legend.remove()
+        self._legend_labels = []
 
     def finish(self) -> None:
         """Apply the theme and labels, fit the legend, and draw now (updates are already debounced, and a
@@ -75,7 +82,7 @@ class ThemedPlot(FigureCanvasQTAgg):
         self.axes.set_ylabel(self._labels[1], color=text)
         for artist in self.axes.texts:
             artist.set_color(text)
-        legend = self.axes.get_legend()
+        legend = self.get_legend()
         if legend is not None:
             for entry in legend.get_texts():
                 entry.set_color(text)
@@ -83,7 +90,7 @@ class ThemedPlot(FigureCanvasQTAgg):
         self.draw()
 
     def _fit_legend(self) -> None:
-        legend = self.axes.get_legend()
+        legend = self.get_legend()
         if legend is None:
             return
         renderer = self.get_renderer()
@@ -115,8 +122,9 @@ def _with_unit(quantity: str, unit: str | None) -> str:
 
 
 def _elide(text: str, keep: int) -> str:
-    """``text`` cut to ``keep`` characters by an ellipsis in the middle (both ends say most)."""
-    head = (keep - 1) // 2
+    """``text`` cut to ``keep`` characters by an ellipsis in the middle. Both ends say most, the end more:
+    results are named "<input> <step>", and the IQR ends the label."""
+    head = (keep - 1) // 3
     return text[:head] + ELLIPSIS + text[len(text) - (keep - 1 - head) :]
 
 

@@ -8,6 +8,8 @@ from ._plot_base import ThemedPlot
 LINE_STYLES = ("-", "--", ":", "-.")
 # Distances of this many nm or more are shown in µm.
 MICROMETRE_FROM_NM = 2000.0
+PLOT_HEIGHT_PX = 220
+LEGEND_ROW_PX = 17  # the legend sits above the axes, one entry per row: the plot grows with it
 
 
 def display_unit(unit: str | None, longest: float) -> tuple[str | None, float]:
@@ -20,13 +22,13 @@ def display_unit(unit: str | None, longest: float) -> tuple[str | None, float]:
 class ProfilePlot(ThemedPlot):
     def __init__(self, viewer, parent=None):
         super().__init__(viewer, parent)
-        self.setMinimumHeight(220)
+        self.setMinimumHeight(PLOT_HEIGHT_PX)
         self.show_curves([], None)
 
     def show_curves(self, curves, unit: str | None):
         """Draw ``curves``: dicts with distances (world units), values, label, colour and line (the line's
         index). ``unit`` is the world unit (None: unknown)."""
-        self.axes.clear()
+        self.clear()
         longest = max((float(curve["distances"][-1]) for curve in curves), default=0.0)
         shown_unit, factor = display_unit(unit, longest)
         line_indices = sorted({curve["line"] for curve in curves})
@@ -41,6 +43,7 @@ class ProfilePlot(ThemedPlot):
                 label=curve["label"],
             )
         self.set_labels("distance along the line", shown_unit or "world units", "grey level")
+        self.setMinimumHeight(PLOT_HEIGHT_PX + LEGEND_ROW_PX * len(curves))
         if curves:
             self.legend()  # above the axes, so it never hides the profiles
         else:
