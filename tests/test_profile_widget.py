@@ -441,6 +441,8 @@ def test_both_docks_stay_usable_when_both_are_open(make_napari_viewer, qtbot):
     denoise_height, profile_height = denoise.height(), profiles.height()
     assert denoise_height >= 200 and profile_height >= 200, (denoise_height, profile_height)
     assert min(denoise_height, profile_height) >= 0.3 * (denoise_height + profile_height)
+    # Nothing of the profile dock is cut at the right edge (it scrolls only vertically).
+    assert profiles.scroll.widget().minimumSizeHint().width() <= profiles.scroll.viewport().width()
 
 
 def test_hidden_layers_and_other_fields_are_not_profiled_by_default(make_napari_viewer, qtbot):

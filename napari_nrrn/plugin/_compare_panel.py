@@ -94,10 +94,8 @@ class ComparePanel(QGroupBox):
         self.metrics_button = QPushButton("PSNR / SSIM")
         self.metrics_button.setToolTip("Every image layer against the reference, on the displayed slice")
         self.metrics_button.clicked.connect(lambda: self.start_metrics())
-        reference_row = QHBoxLayout()
-        reference_row.addWidget(self.reference_combo, 1)
-        reference_row.addWidget(self.metrics_button)
-        form.addRow("Reference", reference_row)
+        form.addRow("Reference", self.reference_combo)
+        form.addRow(self.metrics_button)  # its own row: beside the combo it would widen the dock
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet(WARNING_STYLE)
