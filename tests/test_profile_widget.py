@@ -323,6 +323,21 @@ def settle(qtbot, ms=300):
     qtbot.wait(ms)
 
 
+def sample_with_results_and_two_lines(make_napari_viewer, qtbot):
+    """The dock in a real window on the medulla sample and two results named as the docks name them, with
+    two lines: 6 profiles, long names."""
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    viewer.add_image(medulla.data, name=f"{MEDULLA} NRRN denoised", scale=medulla.scale)
+    viewer.add_image(medulla.data, name=f"{MEDULLA} gaussian", scale=medulla.scale)
+    widget = dock(viewer)
+    lines = widget.profile.add_resin_lines_layer()
+    lines.add_lines([np.array([[70.0, 74.0], [70.0, 97.0]]), np.array([[20.0, 10.0], [120.0, 150.0]])])
+    widget.profile.update_now()
+    settle(qtbot)
+    return widget
+
+
 def legend_boxes(plot, dpi=None):
     """Window extents of the legend's texts, drawn at ``dpi`` (default: the screen's)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -350,15 +365,7 @@ def assert_apart_and_inside(boxes, figure_box):
 
 
 def test_legend_entries_never_overlap_in_the_dock_or_the_png(make_napari_viewer, qtbot, tmp_path):
-    viewer = make_napari_viewer(show=True)
-    medulla = open_medulla(viewer)
-    for step in ("denoised", "gaussian"):
-        viewer.add_image(medulla.data, name=f"{MEDULLA} NRRN {step}", scale=medulla.scale)
-    widget = dock(viewer)
-    lines = widget.profile.add_resin_lines_layer()
-    lines.add_lines([np.array([[70.0, 74.0], [70.0, 97.0]]), np.array([[20.0, 10.0], [120.0, 150.0]])])
-    widget.profile.update_now()
-    settle(qtbot)
+    widget = sample_with_results_and_two_lines(make_napari_viewer, qtbot)
     plot = widget.profile.plot
     labels = [text.get_text() for text in plot.get_legend().get_texts()]
     assert len(labels) == 6 and all("IQR" in label for label in labels)
@@ -407,15 +414,7 @@ def test_distances_in_nm_or_micrometres_and_the_csv_says_where(make_napari_viewe
 
 
 def test_table_shows_every_row_and_every_column_without_scrolling(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer(show=True)
-    medulla = open_medulla(viewer)
-    viewer.add_image(medulla.data, name=f"{MEDULLA} NRRN denoised", scale=medulla.scale)
-    viewer.add_image(medulla.data, name=f"{MEDULLA} gaussian", scale=medulla.scale)
-    widget = dock(viewer)
-    lines = widget.profile.add_resin_lines_layer()
-    lines.add_lines([np.array([[70.0, 74.0], [70.0, 97.0]]), np.array([[20.0, 10.0], [120.0, 150.0]])])
-    widget.profile.update_now()
-    settle(qtbot)
+    widget = sample_with_results_and_two_lines(make_napari_viewer, qtbot)
     table = widget.profile.table
     assert table.rowCount() == 6
     needed = sum(table.rowHeight(row) for row in range(6))
@@ -516,3 +515,19 @@ def test_psnr_against_the_noisy_input_warns_and_a_clean_reference_does_not(make_
     [layer] = viewer.open_sample("napari-nrrn", "sem_resin")
     widget.compare.compute_metrics_now(layer.name)
     assert widget.compare.reference_warning.startswith(f"'{layer.name}' is a noisy sample")
+
+
+def test_plots_follow_the_napari_theme(make_napari_viewer, qtbot):
+    from matplotlib.colors import to_hex
+
+    from napari_nrrn.plugin._dock_layout import theme_colours
+
+    viewer = make_napari_viewer(show=True)
+    widget = dock(viewer)
+    plot = widget.profile.plot
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        background, text = theme_colours(viewer)
+        assert to_hex(plot.figure.get_facecolor()) == background.lower()
+        assert to_hex(plot.axes.xaxis.label.get_color()) == text.lower()
+    assert theme_colours(viewer)[0] != "#262930"  # the light theme really is another background

@@ -303,7 +303,9 @@ class ProfilePanel(QWidget):
         for layer in layers:
             if warning := transform_warning(layer):
                 messages["warning"].append(warning)
-        self.unit = length_unit(layers[0])
+        # The unit of the lines' image, else of the first layer that knows one (results carry no metadata).
+        units = [length_unit(layer) for layer in [self.drawn_on(), *layers] if layer is not None]
+        self.unit = next((unit for unit in units if unit is not None), None)
         dims = self.viewer.dims
         slice_index = int(dims.current_step[-3]) if dims.ndim >= 3 else None
         tasks, skipped = profile_tasks(layers, lines, dims.point, self.width_spin.value(), slice_index)
