@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -13,13 +12,10 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
 )
 
 from napari_nrrn.measures.baselines import BASELINES, BM3D_MISSING, bm3d_available
@@ -35,8 +31,10 @@ from ._profile_compare import (
     noisy_reference_warning,
 )
 from ._profile_layers import layer_slice
+from ._profile_table import fill_table, fit_height, results_table
 
 METRIC_COLUMNS = ("layer", "psnr", "ssim", "note")
+METRIC_ROWS_SHOWN = 8
 
 
 class ComparePanel(QGroupBox):
@@ -101,18 +99,8 @@ class ComparePanel(QGroupBox):
         self.warning.setStyleSheet(WARNING_STYLE)
         self.warning.setVisible(False)
         form.addRow(self.warning)
-        self.metrics_table = QTableWidget(0, len(METRIC_COLUMNS))
-        self.metrics_table.setHorizontalHeaderLabels(["layer", "PSNR (dB)", "SSIM", "note"])
-        self.metrics_table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.metrics_table.verticalHeader().setVisible(False)
-        self.metrics_table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.metrics_table.setTextElideMode(Qt.ElideMiddle)
-        self.metrics_table.setWordWrap(False)
-        header = self.metrics_table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Stretch)
-        header.setSectionResizeMode(3, QHeaderView.Stretch)
-        self.metrics_table.setMinimumHeight(80)
+        self.metrics_table = results_table(("layer", "PSNR (dB)", "SSIM", "note"), stretch=(0, 3))
+        fit_height(self.metrics_table, METRIC_ROWS_SHOWN)
         form.addRow(self.metrics_table)
 
     def image_layers(self) -> list:
@@ -256,15 +244,8 @@ class ComparePanel(QGroupBox):
 
     def _show_metrics(self, rows):
         self._metric_rows = rows
-        table = self.metrics_table
-        table.setRowCount(len(rows))
-        for row_index, row in enumerate(rows):
-            for column_index, column in enumerate(METRIC_COLUMNS):
-                value = row[column]
-                text = f"{value:.5g}" if isinstance(value, float) else str(value)
-                item = QTableWidgetItem(text)
-                item.setToolTip(text)
-                table.setItem(row_index, column_index, item)
+        fill_table(self.metrics_table, rows, METRIC_COLUMNS)
+        fit_height(self.metrics_table, METRIC_ROWS_SHOWN)
 
     def metric_rows(self) -> list[dict]:
         """One dict per layer: layer, psnr (dB), ssim, note (why a layer was not compared)."""

@@ -8,27 +8,21 @@ the pixels are read by the dock's job runner in a worker, so a slow lazy layer n
 
 from __future__ import annotations
 
-import csv
-
 import matplotlib
 import numpy as np
 from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -47,6 +41,7 @@ from ._profile_layers import (
     world_lines,
 )
 from ._profile_plot import ProfilePlot
+from ._profile_table import fill_table, fit_height, results_table, write_profiles_csv
 
 TABLE_COLUMNS = ("layer", "line", "iqr", "mean", "std", "samples")
 TABLE_HEADERS = ("layer", "line", "IQR", "mean", "std", "samples")
@@ -122,20 +117,8 @@ class ProfilePanel(QWidget):
         self.plot = ProfilePlot(self.viewer, self)
         layout.addWidget(self.plot, 1)
 
-        self.table = QTableWidget(0, len(TABLE_COLUMNS))
-        self.table.setHorizontalHeaderLabels(TABLE_HEADERS)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        # The layer column takes the width left by the numbers and elides long names: no sideways scrolling.
-        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.setHorizontalScrollMode(QAbstractItemView.ScrollPerPixel)
-        self.table.setTextElideMode(Qt.ElideMiddle)
-        self.table.setWordWrap(False)  # else Qt elides at the end, where results differ
-        header = self.table.horizontalHeader()
-        header.setMinimumSectionSize(20)
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.Stretch)
-        self._fit_table_height()
+        self.table = results_table(TABLE_HEADERS)
+        fit_height(self.table, TABLE_ROWS_SHOWN)
         layout.addWidget(self.table)
         export_row = QHBoxLayout()
         self.csv_button = QPushButton("Export table (CSV)")
@@ -354,7 +337,8 @@ class ProfilePanel(QWidget):
         self._rows = [result.stats for result in good]
         self._report(messages)
         self._draw(good)
-        self._fill_table()
+        fill_table(self.table, self._rows, TABLE_COLUMNS)
+        fit_height(self.table, TABLE_ROWS_SHOWN)
 
     def _draw(self, results):
         names = [layer.name for layer in self.image_layers()]
@@ -373,27 +357,6 @@ class ProfilePanel(QWidget):
             )
         self.plot.show_curves(curves, self.unit)
 
-    def _fill_table(self):
-        table = self.table
-        table.setRowCount(len(self._rows))
-        for row_index, row in enumerate(self._rows):
-            for column_index, column in enumerate(TABLE_COLUMNS):
-                value = row[column]
-                text = f"{value:.5g}" if isinstance(value, float) else str(value)
-                item = QTableWidgetItem(text)
-                if column == "layer":
-                    item.setToolTip(text)
-                table.setItem(row_index, column_index, item)
-        self._fit_table_height()
-
-    def _fit_table_height(self):
-        """Tall enough for every row up to TABLE_ROWS_SHOWN (at least 2), without a scroll bar."""
-        table = self.table
-        rows = min(max(table.rowCount(), 2), TABLE_ROWS_SHOWN)
-        height = table.horizontalHeader().sizeHint().height()
-        height += rows * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth()
-        table.setFixedHeight(height)
-
     def _report(self, messages):
         """Show new errors and warnings as napari notifications, once each; everything in the status line."""
         self.problems = messages["error"] + messages["warning"]
@@ -410,36 +373,10 @@ class ProfilePanel(QWidget):
         """One dict per (layer, line): layer, line, slice, start, end, length, iqr, mean, std, samples."""
         return [dict(row) for row in self._rows]
 
-    def csv_columns(self) -> list[str]:
-        """The CSV's header: lengths and end points carry the world unit (px when unscaled)."""
-        unit = self.unit or "world_units"
-        return [
-            "layer",
-            "line",
-            "slice",
-            f"start_y_{unit}",
-            f"start_x_{unit}",
-            f"end_y_{unit}",
-            f"end_x_{unit}",
-            f"length_{unit}",
-            "iqr",
-            "mean",
-            "std",
-            "samples",
-        ]
-
     def export_csv(self, path):
-        """Write the profile table to ``path`` (full precision), with the slice and the lines' end points."""
-        columns = self.csv_columns()
-        with open(path, "w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(columns)
-            for row in self._rows:
-                slice_index = "" if row["slice"] is None else row["slice"]
-                writer.writerow(
-                    [row["layer"], row["line"], slice_index, *row["start"], *row["end"], row["length"]]
-                    + [row[column] for column in ("iqr", "mean", "std", "samples")]
-                )
+        """Write the profile table to ``path`` (full precision), with the slice and the lines' end points;
+        the header names the unit (``length_nm``)."""
+        write_profiles_csv(path, self._rows, self.unit)
 
     def export_png(self, path, dpi=150):
         """Save the profile plot to ``path``."""
