@@ -16,6 +16,7 @@ from ._dock_layout import theme_colours
 
 ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 LEGEND_MARGIN_PX = 4
+MIN_LAYOUT_PX = 50
 
 
 class ThemedPlot(FigureCanvasQTAgg):
@@ -91,8 +92,8 @@ class ThemedPlot(FigureCanvasQTAgg):
 
     def _fit_legend(self) -> None:
         legend = self.get_legend()
-        if legend is None:
-            return
+        if legend is None or min(self.figure.bbox.width, self.figure.bbox.height) < MIN_LAYOUT_PX:
+            return  # not laid out yet: constrained layout cannot place anything in a collapsed figure
         renderer = self.get_renderer()
         for entry, full in zip(legend.get_texts(), self._legend_labels, strict=True):
             entry.set_text(full)
@@ -106,9 +107,8 @@ class ThemedPlot(FigureCanvasQTAgg):
         self.figure.draw_without_rendering()
 
     def resizeEvent(self, event):
-        super().resizeEvent(event)
+        super().resizeEvent(event)  # which schedules a redraw
         self._fit_legend()
-        self.draw_idle()
 
     def _on_theme(self, event=None) -> None:
         self.finish()
