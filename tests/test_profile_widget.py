@@ -531,3 +531,23 @@ def test_plots_follow_the_napari_theme(make_napari_viewer, qtbot):
         assert to_hex(plot.figure.get_facecolor()) == background.lower()
         assert to_hex(plot.axes.xaxis.label.get_color()) == text.lower()
     assert theme_colours(viewer)[0] != "#262930"  # the light theme really is another background
+
+
+def test_a_region_preview_counts_as_the_same_field(make_napari_viewer, qtbot):
+    from napari_nrrn.plugin._denoise_layers import PREVIEW, result_name, show_result, slice_result
+
+    viewer = make_napari_viewer(show=True)
+    medulla = open_medulla(viewer)
+    region = medulla.data[16, 40:100, 50:120]
+    name = result_name(MEDULLA, PREVIEW)
+    show_result(viewer, name, medulla, *slice_result(medulla, 16, region, origin=(40, 50)))
+    viewer.add_image(region, name="a crop at 1 px", visible=True)  # another grid: not this field
+    widget = dock(viewer)
+    viewer.layers.selection.active = medulla
+    lines = widget.profile.add_resin_lines_layer()
+    line = np.array([[70.0, 74.0], [70.0, 97.0]])
+    lines.add_lines([line])
+    viewer.dims.set_current_step(0, 16)
+    widget.profile.update_now()
+    assert [layer.name for layer in widget.profile.chosen_image_layers()] == [MEDULLA, name]
+    np.testing.assert_array_equal(widget.profile.profiles[name, 0], widget.profile.profiles[MEDULLA, 0])

@@ -70,16 +70,26 @@ def layer_slice(layer, world_point):
     return data[index], index
 
 
-def world_extent(layer) -> np.ndarray:
-    """Height and width of the layer's plane in world units."""
+def _plane_box(layer) -> tuple[np.ndarray, np.ndarray]:
+    """World (y, x) of the outer corners of the layer's plane: low, high."""
     data = layer.data[0] if layer.multiscale else layer.data
-    return np.asarray(data.shape[-2:], dtype=float) * np.abs(np.asarray(layer.scale[-2:], dtype=float))
+    scale = np.asarray(layer.scale[-2:], dtype=float)
+    low = np.asarray(layer.translate[-2:], dtype=float) - 0.5 * scale
+    return low, low + np.asarray(data.shape[-2:], dtype=float) * scale
 
 
 def same_field(layer, reference) -> bool:
-    """Whether two layers cover a plane of the same world size (the same field, possibly at other pixel
-    sizes): a sample of another shape is not."""
-    return bool(np.allclose(world_extent(layer), world_extent(reference), rtol=1e-6))
+    """Whether a layer shows the reference's field: the same plane (possibly at another pixel size), or a
+    part of it on its pixel grid (the denoise dock's preview of a region). A sample of another shape, or an
+    image on another grid, does not."""
+    (low, high), (ref_low, ref_high) = _plane_box(layer), _plane_box(reference)
+    # Up to a pixel of the coarser layer: napari centres pixels on the translate, so layers of one field at
+    # two pixel sizes and one translate are offset by half a pixel.
+    tolerance = float(np.max(np.abs([*layer.scale[-2:], *reference.scale[-2:]])))
+    if np.allclose(low, ref_low, atol=tolerance) and np.allclose(high, ref_high, atol=tolerance):
+        return True
+    same_grid = np.allclose(layer.scale[-2:], reference.scale[-2:])
+    return bool(same_grid and np.all(low >= ref_low - tolerance) and np.all(high <= ref_high + tolerance))
 
 
 def length_unit(layer) -> str | None:
