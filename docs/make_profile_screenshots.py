@@ -72,20 +72,22 @@ def fibsem_screenshots(model):
     viewer.add_image(full, name=NRRN_NAME, **style)
     viewer.dims.set_point(0, SLICE * stack.scale[0])
     _, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "Resin line profiles")
+    profile, compare = widget.profile, widget.compare
 
-    widget.gaussian_sigma.setValue(1.0)
-    for name, check in widget.baseline_checks.items():
+    compare.gaussian_sigma.setValue(1.0)
+    for name, check in compare.baseline_checks.items():
         check.setChecked(name in ("gaussian", "nl_means"))
-    widget.reference_combo.setCurrentText("clean")  # the dock scores every layer against it after the run
-    widget.run_baselines("raw")
-    wait_until(lambda: widget.run_button.isEnabled() and len(widget.metric_rows()) == 4)
+    compare.reference_combo.setCurrentText("clean")  # the dock scores every layer against it after the run
+    compare.run_baselines("raw")
+    wait_until(lambda: compare.run_button.isEnabled() and len(compare.metric_rows()) == 4)
 
-    lines = widget.add_resin_lines_layer()
+    viewer.layers.selection.active = stack
+    lines = profile.add_resin_lines_layer()
     lines.add_lines([FLAT_LINE])
     lines.mode = "select"  # the screenshot shows the line, not the drawing cursor
-    viewer.layers.move(viewer.layers.index(lines.name), len(viewer.layers))
-    widget.update_now()
-    wait_until(lambda: len(widget.table_rows()) == 5)
+    profile.set_layer_checked("clean", True)  # hidden on the canvas, so not profiled unless ticked
+    profile.update_now()
+    wait_until(lambda: len(profile.table_rows()) == 5)
     viewer.layers.selection.active = lines
     for layer in viewer.layers:
         # The canvas shows raw and NRRN side by side; the baselines and the clean slice are still profiled.
@@ -96,12 +98,12 @@ def fibsem_screenshots(model):
     settle()
 
     viewer.screenshot(str(IMAGES / "profiles_window.png"), canvas_only=False)
-    widget.grab().save(str(IMAGES / "profiles_dock.png"))
-    widget.export_png(IMAGES / "profiles_plot.png")
+    widget.scroll.widget().grab().save(str(IMAGES / "profiles_dock.png"))  # all of it, not the scrolled part
+    profile.export_png(IMAGES / "profiles_plot.png")
     print(f"FIB-SEM sample, slice {SLICE}, line {FLAT_LINE.tolist()}:")
-    for row in widget.table_rows():
+    for row in profile.table_rows():
         print(f"{row['layer']:>22}  IQR {row['iqr']:7.2f}  mean {row['mean']:7.2f}  std {row['std']:6.2f}")
-    for row in widget.metric_rows():
+    for row in compare.metric_rows():
         if row.get("psnr") is not None:
             print(f"{row['layer']:>22}  PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f} (against clean)")
     viewer.close()

@@ -1,43 +1,35 @@
-"""Side-by-side comparison for the resin profile widget: classic baselines on the displayed slice, and
-PSNR/SSIM of every image layer against a reference layer. No Qt; the jobs run in napari thread workers.
+"""Side-by-side comparison for the resin profile dock: classic baselines on the displayed slice, and
+PSNR/SSIM of every image layer against a reference layer. No Qt; the jobs are generators of ``Progress``
+events that the dock's job runner drives in a worker.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from napari_nrrn.io.samples import SAMPLE_GALA_PATH, SAMPLE_SEM_PATH, SAMPLE_STACK_PATH
 from napari_nrrn.measures.baselines import BASELINES
 from napari_nrrn.measures.metrics import psnr, ssim
+from napari_nrrn.progress import Cancelled, Progress
 
 from ._profile_layers import layer_slice
 
-
-def baseline_placement(source, z) -> dict:
-    """Scale and translate that put a baseline computed on one slice exactly where that slice is shown.
-
-    A 2-D source gives a 2-D layer with its scale and translate. A 3-D source gives a one-slice 3-D
-    layer, (1, Y, X), translated in z to the slice it came from: it lines up in 2-D and 3-D views and is
-    shown only on that slice, the one it was computed for.
-    """
-    scale = np.asarray(source.scale, dtype=float)
-    translate = np.asarray(source.translate, dtype=float)
-    if z is not None:
-        translate = translate.copy()
-        translate[0] += z * scale[0]
-    return {"scale": tuple(scale), "translate": tuple(translate)}
+NOISY_SAMPLES = {str(path) for path in (SAMPLE_STACK_PATH, SAMPLE_GALA_PATH, SAMPLE_SEM_PATH)}
 
 
-def baseline_images(slice2d, methods: dict):
-    """Generator: run each baseline ``{name: params}`` on one slice, yielding ``(done, total)`` after each.
-
-    Returns (StopIteration.value, napari's ``returned`` signal) ``[(name, image), ...]``. The slice is read
-    once, here, in the worker thread.
-    """
+def baseline_events(slice2d, methods: dict, should_stop=lambda: False):
+    """Generator: run each baseline ``{name: params}`` on one slice, yielding ``Progress`` after each;
+    returns ``[(name, image), ...]``. The slice is read once, here, in the worker thread."""
+    started = time.perf_counter()
     image = np.asarray(slice2d)
     results = []
     for done, (name, params) in enumerate(methods.items(), start=1):
+        if should_stop():
+            raise Cancelled
         results.append((name, BASELINES[name](image, **params)))
-        yield done, len(methods)
+        yield Progress("baselines", done, len(methods), time.perf_counter() - started, name)
     return results
 
 
@@ -64,16 +56,56 @@ def metric_inputs(image_layers, reference, world_point):
     return reference_slice, candidates
 
 
-def compute_metrics(reference_slice, candidates) -> list[dict]:
-    """PSNR (dB) and SSIM of each candidate slice against the reference (range from the reference)."""
+def metric_events(reference_slice, candidates, should_stop=lambda: False):
+    """Generator: PSNR (dB) and SSIM of each candidate slice against the reference (range from the
+    reference), yielding ``Progress`` after each layer; returns the table's rows."""
+    started = time.perf_counter()
     reference = np.asarray(reference_slice)
     rows = []
-    for name, slice2d, note in candidates:
+    for done, (name, slice2d, note) in enumerate(candidates, start=1):
+        if should_stop():
+            raise Cancelled
         if slice2d is None:
             rows.append({"layer": name, "psnr": np.nan, "ssim": np.nan, "note": note})
-            continue
-        image = np.asarray(slice2d)
-        rows.append(
-            {"layer": name, "psnr": psnr(image, reference), "ssim": ssim(image, reference), "note": ""}
-        )
+        else:
+            image = np.asarray(slice2d)
+            rows.append(
+                {"layer": name, "psnr": psnr(image, reference), "ssim": ssim(image, reference), "note": ""}
+            )
+        yield Progress("PSNR/SSIM", done, len(candidates), time.perf_counter() - started, name)
     return rows
+
+
+def compute_metrics(reference_slice, candidates) -> list[dict]:
+    """``metric_events`` run to the end, synchronously."""
+    events = metric_events(reference_slice, candidates)
+    while True:
+        try:
+            next(events)
+        except StopIteration as finished:
+            return finished.value
+
+
+def noisy_reference_warning(reference, image_layers) -> str | None:
+    """A plain warning when the reference is noisy data: the input a compared layer was made from (a
+    baseline's source, the "<input> NRRN ..." results of the denoise dock) or one of the noisy samples."""
+    derived = [
+        layer.name
+        for layer in image_layers
+        if layer.name != reference.name
+        and (
+            layer.metadata.get("nrrn_baseline", {}).get("source") == reference.name
+            or layer.name.startswith(f"{reference.name} NRRN ")
+        )
+    ]
+    if derived:
+        why = f"'{reference.name}' is the noisy input of '{derived[0]}'"
+    elif str(reference.metadata.get("path")) in NOISY_SAMPLES:
+        why = f"'{reference.name}' is a noisy sample"
+    else:
+        return None
+    return (
+        f"{why}: PSNR/SSIM against noisy data only measure how far a result moved from its input, not how "
+        "good it is, and a plain Gaussian blur will score above NRRN. Use a clean image as reference, or "
+        "judge by the resin IQR."
+    )

@@ -1,55 +1,60 @@
-"""The matplotlib canvas of the resin profile widget: profiles overlaid, IQR in the legend."""
+"""The profile plot of the resin profile dock: profiles overlaid against distance in physical units, each
+curve's IQR in the legend."""
 
 from __future__ import annotations
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
+from ._plot_base import ThemedPlot
 
 LINE_STYLES = ("-", "--", ":", "-.")
+# Distances of this many nm or more are shown in µm.
+MICROMETRE_FROM_NM = 2000.0
+PLOT_HEIGHT_PX = 220
+LEGEND_ROW_PX = 17  # the legend sits above the axes, one entry per row: the plot grows with it
 
 
-class ProfilePlot(FigureCanvasQTAgg):
-    def __init__(self, parent=None):
-        self.figure = Figure(figsize=(5, 3), layout="constrained")
-        super().__init__(self.figure)
-        self.setParent(parent)
-        self.axes = self.figure.add_subplot()
-        self.setMinimumHeight(220)
-        self.show_curves([])
+def display_unit(unit: str | None, longest: float) -> tuple[str | None, float]:
+    """The unit to show distances in and the factor from world units: nm, or µm for long lines."""
+    if unit == "nm" and longest >= MICROMETRE_FROM_NM:
+        return "\N{MICRO SIGN}m", 1e-3
+    return unit, 1.0
 
-    def show_curves(self, curves, x_label="distance along the line (world units)"):
-        """Draw ``curves``: dicts with distances, values, label, colour and line (the line's index)."""
-        self.axes.clear()
+
+class ProfilePlot(ThemedPlot):
+    def __init__(self, viewer, parent=None):
+        super().__init__(viewer, parent)
+        self.setMinimumHeight(PLOT_HEIGHT_PX)
+        self.show_curves([], None)
+
+    def show_curves(self, curves, unit: str | None):
+        """Draw ``curves``: dicts with distances (world units), values, label, colour and line (the line's
+        index). ``unit`` is the world unit (None: unknown)."""
+        self.clear()
+        longest = max((float(curve["distances"][-1]) for curve in curves), default=0.0)
+        shown_unit, factor = display_unit(unit, longest)
         line_indices = sorted({curve["line"] for curve in curves})
         for curve in curves:
             style = LINE_STYLES[line_indices.index(curve["line"]) % len(LINE_STYLES)]
             self.axes.plot(
-                curve["distances"], curve["values"], style, color=curve["colour"], lw=1, label=curve["label"]
+                curve["distances"] * factor,
+                curve["values"],
+                style,
+                color=curve["colour"],
+                lw=1,
+                label=curve["label"],
             )
-        self.axes.set_xlabel(x_label)
-        self.axes.set_ylabel("grey level")
+        self.set_labels("distance along the line", shown_unit or "world units", "grey level")
+        self.setMinimumHeight(PLOT_HEIGHT_PX + LEGEND_ROW_PX * len(curves))
         if curves:
-            # Above the axes, so the legend never hides the profiles.
-            self.axes.legend(
-                fontsize="small",
-                loc="lower left",
-                bbox_to_anchor=(0, 1.02, 1, 0.2),
-                mode="expand",
-                ncols=2,
-                borderaxespad=0,
-                frameon=False,
-            )
+            self.legend()  # above the axes, so it never hides the profiles
         else:
             self.axes.text(
                 0.5, 0.5, "draw a line through resin", ha="center", va="center", transform=self.axes.transAxes
             )
-        # Drawn now, not at idle: updates are already debounced, and a pending idle draw would outlive a
-        # widget deleted right after its last update.
-        self.draw()
-
-    def save(self, path, dpi=150):
-        self.figure.savefig(path, dpi=dpi)
+        self.finish()
 
     def curves(self):
         """The plotted (x, y) arrays and labels, for tests."""
         return [(line.get_xdata(), line.get_ydata(), line.get_label()) for line in self.axes.get_lines()]
+
+    def x_label(self) -> str:
+        return self.axes.get_xlabel()
