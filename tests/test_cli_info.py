@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from napari_nrrn.cli import main
-from napari_nrrn.io import stack as stack_module
+from napari_nrrn.io.formats import base, dat, tiff
 
 GALA = "fibsem_flyem_gala_train_50x100x200.tif"
 DAT = "Gemini500-7029_24-12-16_151317_0-0-0.dat"
@@ -18,7 +18,7 @@ def no_pixel_reads(monkeypatch):
     def refuse(self):
         raise AssertionError("info read pixels")
 
-    for plane in (stack_module._RawPlane, stack_module._TiffPagePlane, stack_module._DatPlane):
+    for plane in (base.RawPlane, tiff.TiffPagePlane, dat._DatPlane):
         monkeypatch.setattr(plane, "read", refuse)
 
 
