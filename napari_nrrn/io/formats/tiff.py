@@ -62,7 +62,7 @@ def folder_calibration(folder: Path) -> tuple[VoxelSize | None, bool]:
 
 
 def slice_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """The files of ``folder`` with one of ``suffixes`` in natural order, hidden ones (``._x.tif``) skipped."""
+    """The files of ``folder`` with one of ``suffixes``, natural order, hidden ones (``._x.tif``) skipped."""
     files = (f for f in folder.iterdir() if f.suffix.lower() in suffixes and not f.name.startswith("."))
     return sorted((f for f in files if f.is_file()), key=lambda f: natural_sort_key(f.name))
 
