@@ -40,6 +40,7 @@ def test_info_on_a_dat_channel(shared_data, capsys, no_pixel_reads):
     assert "shape           1 x 1000 x 1000 (Z, Y, X)" in out
     assert "dtype           int16" in out
     assert "voxel size      1.99996 x 1.99996 x 1.99996 nm (z, y, x)" in out
+    assert "z step          not recorded: taken equal to the pixel size" in out
 
 
 def test_info_on_an_uncalibrated_image(shared_data, capsys):

@@ -357,8 +357,9 @@ def test_cli_denoise_of_every_format_equals_tiff(tmp_path, gala, model_file):
         if name == "mrc":
             continue  # bytes stored as signed mode 0 (MRC2014) are other grey levels; checked below
         out = tmp_path / f"from_{name}.tif"
-        assert main(["denoise", path, str(out), *options]) == 0, name
+        assert main(["denoise", path, str(out), *options, "--z-step", "12"]) == 0, name
         np.testing.assert_array_equal(tifffile.imread(out), expected, err_msg=name)
+    assert voxel_size(tmp_path / "from_dat.tif") == (12.0, 4.0, 4.0)  # the frames record 4 nm pixels only
     mrc = write_mrc(tmp_path / "u.mrc", gala.astype(np.uint16))
     tifffile.imwrite(tmp_path / "u.tif", gala.astype(np.uint16))
     assert main(["denoise", str(mrc), str(tmp_path / "from_mrc.tif"), *options]) == 0
@@ -421,3 +422,35 @@ def test_bad_input_one_line_nothing_written(tmp_path, gala, model_file, capsys):
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and str(path) in err, err
         assert not out.exists() and not list(tmp_path.glob("never*"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# napari: a pyramid opens multiscale, an HDF5 file with several datasets offers each
+
+
+def test_napari_opens_an_ome_zarr_pyramid_multiscale(make_napari_viewer, tmp_path, gala):
+    import zarr
+    from ome_zarr.writer import write_image
+
+    path = tmp_path / "pyramid.ome.zarr"
+    write_image(gala, zarr.open_group(path, mode="w"), axes="zyx", scale_factors=[2, 4])
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="napari-nrrn")
+    assert layer.multiscale
+    assert [level.shape for level in layer.data] == [(6, 100, 200), (6, 50, 100), (6, 25, 50)]
+    np.testing.assert_array_equal(np.asarray(layer.data[0][3]), gala[3])
+    assert open_stack(path).shape == (6, 100, 200)  # processing reads level 0
+
+
+def test_napari_offers_each_hdf5_dataset(make_napari_viewer, tmp_path, gala):
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("raw", data=gala).attrs["resolution"] = (8.0, 4.0, 4.0)
+        file.create_dataset("aligned/raw", data=gala[::-1])
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-nrrn")
+    assert [layer.name for layer in layers] == ["two aligned/raw", "two raw"]
+    np.testing.assert_array_equal(np.asarray(layers[0].data), gala[::-1])
+    assert tuple(layers[1].scale) == (8.0, 4.0, 4.0) and layers[1].metadata["path"] == f"{path}/raw"
+    with pytest.raises(ValueError, match=r"two\.h5 holds 2 image datasets \(aligned/raw, raw\): name one"):
+        open_stack(path)  # the CLI and the API name them instead

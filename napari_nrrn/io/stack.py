@@ -20,7 +20,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from napari_nrrn.io.formats import FORMATS, dat, tiff
+from napari_nrrn.io.formats import FORMATS, dat, hdf5, tiff
 from napari_nrrn.io.formats.base import StackInfo, VoxelSize, natural_sort_key
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "looks_like_stack",
     "natural_sort_key",
     "open_stack",
+    "stack_choices",
     "voxel_size",
 ]
 
@@ -129,3 +130,15 @@ def _format(path: Path):
         "(.h5/.hdf5), FIB-SEM .dat frames, Zarr/OME-Zarr and N5 stores, or a folder of TIFF or .dat slices; "
         "convert the image to one of these"
     )
+
+
+def stack_choices(path: str | os.PathLike, name: str) -> list[tuple[Path | str, str]]:
+    """(path, name) of each stack ``path`` holds: itself, or each image dataset of an HDF5 file that holds
+    several (``file.h5/inner``), for a viewer to offer them all."""
+    path = Path(path).expanduser()
+    if _format(path) is hdf5:
+        file, inner = hdf5.split(path)
+        names = [] if inner else hdf5.stack_datasets(file)
+        if len(names) > 1:
+            return [(f"{file}/{dataset}", f"{name} {dataset}") for dataset in names]
+    return [(path, name)]
