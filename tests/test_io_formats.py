@@ -209,6 +209,8 @@ def test_hdf5_chunk_cache_holds_a_z_layer_of_chunks(tmp_path, gala):
     big = tmp_path / "big.h5"
     with h5py.File(big, "w") as file:
         file.create_dataset("raw", shape=(8, 4000, 4000), dtype=np.uint16, chunks=(4, 100, 100))
+        file.create_dataset("first", data=gala)  # opened first: the file's cache settings are its
+    open_stack(f"{big}/first")[0].compute()
     small_layer = 1 << 20  # 5 x 10 chunks of 1200 bytes: HDF5's default cache (1 MiB) holds them
     big_layer = 40 * 40 * (4 * 100 * 100 * 2)  # 1600 chunks of 80 000 bytes: 128 MB
     cases = [
@@ -216,7 +218,7 @@ def test_hdf5_chunk_cache_holds_a_z_layer_of_chunks(tmp_path, gala):
         (big, (4, 100, 100), (8, 4000, 4000), 1600, big_layer),
     ]
     for file, chunks, shape, count, layer in cases:
-        found = inspect_stack(file)
+        found = inspect_stack(f"{file}/raw")
         found.array[0].compute()
         stamp = file.stat().st_mtime_ns
         dataset = hdf5.open_dataset(str(file), "raw", chunks, shape, found.array.dtype.str, stamp)

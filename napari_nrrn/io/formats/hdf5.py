@@ -155,12 +155,12 @@ def open_dataset(file: str, inner: str, chunks, shape, dtype: str, stamp: int):
     (the file's modification time) reopens a file that changed."""
     import h5py
 
-    cache = 1 << 20  # HDF5's default
-    slots = 521
-    if chunks is not None:
-        count = -(-shape[1] // chunks[1]) * -(-shape[2] // chunks[2])
-        layer = count * int(np.prod(chunks)) * np.dtype(dtype).itemsize
-        cache = max(cache, min(layer, CACHE_CAP_BYTES))
-        slots = max(slots, 10 * count + 1)
-    handle = h5py.File(file, "r", rdcc_nbytes=cache, rdcc_nslots=slots)
-    return handle[inner]
+    handle = h5py.File(file, "r")
+    if chunks is None:
+        return handle[inner]
+    count = -(-shape[1] // chunks[1]) * -(-shape[2] // chunks[2])
+    layer = count * int(np.prod(chunks)) * np.dtype(dtype).itemsize
+    # Set on the dataset, not the file: HDF5 shares one open file between opens, keeping the first's cache.
+    access = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    access.set_chunk_cache(max(521, 10 * count + 1), max(1 << 20, min(layer, CACHE_CAP_BYTES)), 0.75)
+    return h5py.Dataset(h5py.h5d.open(handle.id, inner.encode(), dapl=access))
