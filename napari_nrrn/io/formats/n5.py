@@ -38,7 +38,7 @@ from napari_nrrn.io.formats.base import (
 
 NAME = "N5"
 SUFFIXES = (".n5",)
-CACHE_CAP_BYTES = 1 << 30
+CACHE_CAP_BYTES = 1 << 29
 _INNER = re.compile(r"^(.*?\.n5):(.*)$", re.IGNORECASE)
 _DECOMPRESS = {
     "raw": lambda data: data,
