@@ -14,10 +14,14 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_nrrn.cli import main
+from napari_nrrn.engine.inference import denoise_stack
 from napari_nrrn.io.formats import base, dat, hdf5, n5
 from napari_nrrn.io.stack import inspect_stack, looks_like_stack, open_stack, voxel_size
+from napari_nrrn.model.checkpoint import load_model, save_model
+from napari_nrrn.model.nrrn import NRRN
 
 GEMINI = "Gemini500-7029_24-12-16_151317_0-0-0.dat"
 
@@ -456,3 +460,36 @@ def test_napari_offers_each_hdf5_dataset(make_napari_viewer, tmp_path, gala):
     assert tuple(layers[1].scale) == (8.0, 4.0, 4.0) and layers[1].metadata["path"] == f"{path}/raw"
     with pytest.raises(ValueError, match=r"two\.h5 holds 2 image datasets \(aligned/raw, raw\): name one"):
         open_stack(path)  # the CLI and the API name them instead
+
+
+def test_dock_opens_each_hdf5_dataset_and_denoises_as_from_tiff(make_napari_viewer, qtbot, tmp_path, gala):
+    """The dock's Open adds one layer per dataset, the first chosen; its full-stack run from an HDF5 layer
+    writes what the engine computes from the same array; a .dat folder says its z step is assumed."""
+    from napari_nrrn.plugin.denoise_widget import NOISE_JOB
+
+    crop = gala[:4, :48, :64]
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("a", data=crop, chunks=(2, 24, 32)).attrs["resolution"] = (8.0, 4.0, 4.0)
+        file.create_dataset("b", data=crop[::-1])
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
+    layer = widget.data_section.open_stack_path(path)
+    assert [lay.name for lay in viewer.layers] == ["two a", "two b"] and layer.name == "two a"
+    assert widget.data_section.layer_combo.currentText() == "two a"
+    assert "z step" not in widget.data_section.data_info.text()
+    torch.manual_seed(0)
+    model = save_model(NRRN(depth=1, width=4), tmp_path / "tiny.pt")
+    assert widget.model_section.load_checkpoint(model) is not None
+    widget.model_section.device_combo.setCurrentText("cpu")
+    qtbot.waitUntil(lambda: NOISE_JOB not in widget.jobs, timeout=60_000)
+    out = tmp_path / "denoised.tif"
+    worker = widget.stack_section.denoise_to_file(out)
+    assert worker is not None
+    qtbot.waitUntil(lambda: worker not in widget.jobs.values(), timeout=60_000)
+    np.testing.assert_array_equal(tifffile.imread(out), denoise_stack(load_model(model), crop).compute())
+
+    (tmp_path / "dat").mkdir()
+    widget.data_section.open_stack_path(_files(tmp_path / "dat", gala)["dat"])
+    info = widget.data_section.data_info.text()
+    assert "z step not recorded in the file: assumed equal to the pixel size" in info
