@@ -493,3 +493,15 @@ def test_dock_opens_each_hdf5_dataset_and_denoises_as_from_tiff(make_napari_view
     widget.data_section.open_stack_path(_files(tmp_path / "dat", gala)["dat"])
     info = widget.data_section.data_info.text()
     assert "z step not recorded in the file: assumed equal to the pixel size" in info
+
+
+def test_truncated_n5_block_fails_the_run_naming_it(tmp_path, gala, model_file, capsys):
+    """N5 blocks are read when their slices are: a cut block stops the run with its name, nothing written."""
+    folder = write_n5(tmp_path / "cut.n5", gala, (3, 100, 200), "gzip")
+    block = folder / "0" / "0" / "1"
+    block.write_bytes(block.read_bytes()[:40])
+    out = tmp_path / "never.tif"
+    assert main(["denoise", str(folder), str(out), "--model", str(model_file)]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert line.startswith(f"napari-nrrn denoise: error: {block} is truncated or corrupt (N5 block"), line
+    assert not list(tmp_path.glob("never*"))
