@@ -38,15 +38,13 @@ __all__ = [
 TIFF_SUFFIXES = tiff.SUFFIXES
 
 
-def open_stack(
-    path: str | os.PathLike, channel: int | None = None, z_step_nm: float | None = None
-) -> da.Array:
+def open_stack(path: str | os.PathLike, channel: int | None = None) -> da.Array:
     """Open a stack lazily as a (Z, Y, X) dask array with one chunk per slice; no pixels are read.
 
     ``channel`` picks the detector of a multi-channel image (a ``.dat`` frame, an ImageJ/OME hyperstack
     with channels, an OME-Zarr ``c`` axis); default 0.
     """
-    return inspect_stack(path, channel, z_step_nm).array
+    return inspect_stack(path, channel).array
 
 
 def voxel_size(path: str | os.PathLike, z_step_nm: float | None = None) -> VoxelSize | None:

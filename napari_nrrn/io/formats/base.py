@@ -7,6 +7,9 @@ A format module offers the same three names:
   it never reads pixels (it may raise ``OSError``; the dispatcher treats that as "no");
 - ``inspect(path, channel) -> StackInfo``: the lazy (Z, Y, X) dask array and its voxel size, from metadata
   only, or a ``ValueError`` naming the file and the fix.
+
+Folder formats (``tiff``, ``dat``) add ``content_ok(path)`` (the first file's content, for napari's reader
+check) and ``folder_calibration(folder)`` (the voxel size from the first file alone).
 """
 
 from __future__ import annotations
