@@ -264,6 +264,8 @@ def test_n5_dataset(tmp_path, gala, compression):
         np.testing.assert_array_equal(found.array.compute(), gala)
     with pytest.raises(ValueError, match=r"n5/em is not an N5 dataset; the datasets of .* are: em/raw$"):
         open_stack(root / "em")
+    alone = (root / "em" / "raw").rename(tmp_path / "raw")  # a dataset copied out of its container
+    np.testing.assert_array_equal(open_stack(alone).compute(), gala)
 
 
 def test_n5_multiscale_group_opens_at_s0(tmp_path, gala):

@@ -95,17 +95,21 @@ def inspect(path: Path, channel: int | None) -> StackInfo:
         dimensions, blocks = [1, *dimensions], [1, *blocks]
     known = _calibration(attributes) or _calibration(group) or (None, False)
     stamp = (folder / "attributes.json").stat().st_mtime_ns
-    source = _Dataset(str(folder), tuple(dimensions), tuple(blocks), dtype.newbyteorder(">").str, kind, stamp)
+    file_dtype = dtype.newbyteorder(">").str
+    source = _Dataset(str(folder), tuple(dimensions), tuple(blocks), file_dtype, kind, stamp)
     array = lazy_array(source, f"{folder}:{stamp}")
     name = folder.relative_to(root).as_posix() if folder != root else root.name
     return StackInfo(path, f"N5 {name} ({kind}, blocks {tuple(blocks)})", array, *known, files=(folder,))
 
 
 def _is_root(folder: Path) -> bool:
+    """An ``.n5`` folder, a folder whose attributes name the N5 version, or a dataset on its own."""
     if folder.suffix.lower() in SUFFIXES:
         return True
-    attributes = folder / "attributes.json"
-    return attributes.is_file() and "n5" in _attributes(folder)
+    if not (folder / "attributes.json").is_file():
+        return False
+    attributes = _attributes(folder)
+    return "n5" in attributes or {"dimensions", "blockSize", "dataType"} <= attributes.keys()
 
 
 def _is_dataset(attributes: Path) -> bool:
