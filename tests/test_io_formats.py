@@ -388,6 +388,7 @@ def _bad_inputs(tmp_path: Path, gala: np.ndarray) -> list[tuple[str, str]]:
     (bad / "magic.dat").write_bytes(b"\x00" * 2048)
     (bad / "cut.dat").write_bytes(dat_frame(9, gala[0][..., None].astype(np.int16), 4.0)[:5000])
     (bad / "empty.mrc").write_bytes(b"")
+    (bad / "notes.mrc").write_bytes(b"not an image " * 100)
     mrc = write_mrc(bad / "cut.mrc", gala.astype(np.int16))
     mrc.write_bytes(mrc.read_bytes()[:-100])
     with mrcfile.new(bad / "complex.mrc") as complex_mrc:
@@ -409,6 +410,7 @@ def _bad_inputs(tmp_path: Path, gala: np.ndarray) -> list[tuple[str, str]]:
         (bad / "magic.dat", r"magic\.dat is not a Janelia FIB-SEM \.dat frame"),
         (bad / "cut.dat", r"cut\.dat is truncated: .*copy it again"),
         (bad / "empty.mrc", r"empty\.mrc is truncated or corrupt .*copy the file again"),
+        (bad / "notes.mrc", r"notes\.mrc is not an MRC image \(no 'MAP ' identifier.*copied completely"),
         (bad / "cut.mrc", r"cut\.mrc is truncated or corrupt .*copy the file again"),
         (bad / "complex.mrc", r"complex\.mrc holds complex float32 values \(MRC mode 4\).*amplitude"),
         (bad / "empty.h5", r"empty\.h5 is not a readable HDF5 file .*copied completely"),

@@ -47,11 +47,13 @@ def inspect(path: Path, channel: int | None) -> StackInfo:
             raise ValueError(
                 f"{path} is not a readable MRC file ({error}): check that it is an MRC image"
             ) from None
-    for warning in found:
-        if "machine stamp" in str(warning.message):
-            message = f"{path}: {warning.message}; reading it as little-endian"
-            warnings.warn(message, UserWarning, stacklevel=3)
     mode = int(header.mode)
+    nx, ny, nz = (int(header.nx), int(header.ny), int(header.nz))
+    if min(nx, ny, nz) < 1 or header.map != b"MAP " and not _plausible(header):
+        raise ValueError(
+            f"{path} is not an MRC image (no 'MAP ' identifier, {nx}x{ny}x{nz} voxels, mode {mode}): check "
+            "that the file is an MRC/IMOD image, copied completely"
+        )
     if mode in _COMPLEX:
         raise ValueError(
             f"{path} holds {_COMPLEX[mode]} values (MRC mode {mode}); napari-nrrn denoises real grey levels: "
@@ -62,11 +64,10 @@ def inspect(path: Path, channel: int | None) -> StackInfo:
             f"{path} has MRC mode {mode}, which napari-nrrn does not read (modes 0, 1, 2, 6, 12): convert it "
             "(e.g. IMOD: newstack -mode 1) and open the result"
         )
-    nx, ny, nz = (int(header.nx), int(header.ny), int(header.nz))
-    if min(nx, ny, nz) < 1 or header.map != b"MAP " and not _plausible(header):
-        raise ValueError(
-            f"{path} is not an MRC image (no 'MAP ' identifier, {nx}x{ny}x{nz} voxels): check the file"
-        )
+    for warning in found:
+        if "machine stamp" in str(warning.message):
+            message = f"{path}: {warning.message}; reading it as little-endian"
+            warnings.warn(message, UserWarning, stacklevel=3)
     order = order if order in "<>" else "<" if np.little_endian else ">"
     dtype = np.dtype(_mode0_dtype(header, order) if mode == 0 else _MODES[mode])
     file_dtype = dtype.newbyteorder(order).str
