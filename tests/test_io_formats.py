@@ -451,6 +451,11 @@ def test_napari_opens_an_ome_zarr_pyramid_multiscale(make_napari_viewer, tmp_pat
     np.testing.assert_array_equal(np.asarray(layer.data[0][3]), gala[3])
     assert open_stack(path).shape == (6, 100, 200)  # processing reads level 0
 
+    n5_dataset = write_n5(tmp_path / "c.n5" / "em" / "raw", gala, (2, 64, 64), "gzip")
+    [layer] = viewer.open(str(n5_dataset), plugin="napari-nrrn")
+    assert layer.name == "raw" and not layer.multiscale
+    np.testing.assert_array_equal(np.asarray(layer.data[5]), gala[5])
+
 
 def test_napari_offers_each_hdf5_dataset(make_napari_viewer, tmp_path, gala):
     path = tmp_path / "two.h5"
