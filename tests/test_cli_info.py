@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from napari_nrrn.cli import main
-from napari_nrrn.io import stack as stack_module
+from napari_nrrn.io.formats import base, dat, tiff
 
 GALA = "fibsem_flyem_gala_train_50x100x200.tif"
 DAT = "Gemini500-7029_24-12-16_151317_0-0-0.dat"
@@ -18,7 +18,7 @@ def no_pixel_reads(monkeypatch):
     def refuse(self):
         raise AssertionError("info read pixels")
 
-    for plane in (stack_module._RawPlane, stack_module._TiffPagePlane, stack_module._DatPlane):
+    for plane in (base.RawPlane, tiff.TiffPagePlane, dat._DatPlane):
         monkeypatch.setattr(plane, "read", refuse)
 
 
@@ -40,6 +40,7 @@ def test_info_on_a_dat_channel(shared_data, capsys, no_pixel_reads):
     assert "shape           1 x 1000 x 1000 (Z, Y, X)" in out
     assert "dtype           int16" in out
     assert "voxel size      1.99996 x 1.99996 x 1.99996 nm (z, y, x)" in out
+    assert "z step          not recorded: taken equal to the pixel size" in out
 
 
 def test_info_on_an_uncalibrated_image(shared_data, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_nrrn.io import dat
+from napari_nrrn.io.formats import dat
 from napari_nrrn.io.stack import inspect_stack, looks_like_stack, open_stack, voxel_size
 
 DAT = "Gemini500-7029_24-12-16_151317_0-0-0.dat"
@@ -52,11 +52,11 @@ def _patched(frame: bytes, offset: int, fmt: str, *values) -> bytearray:
     return data
 
 
-def test_other_header_version_is_refused(tmp_path, frame_bytes):
+def test_unknown_header_version_is_refused(tmp_path, frame_bytes):
     path = tmp_path / "old.dat"
-    path.write_bytes(_patched(frame_bytes, 4, ">H", 8))
+    path.write_bytes(_patched(frame_bytes, 4, ">H", 10))
     with pytest.raises(
-        ValueError, match=r"old\.dat has \.dat header version 8; napari-nrrn decodes version 9"
+        ValueError, match=r"old\.dat has \.dat header version 10; napari-nrrn decodes versions 1 to 9"
     ):
         open_stack(path)
 
@@ -108,6 +108,8 @@ def test_folder_of_dat_frames(tmp_path, frame_bytes):
     small = _patched(header, 100, ">II", 500, 500)
     (folder / "frame_3.dat").write_bytes(bytes(small) + pixels[:500, :500].tobytes())
     with pytest.raises(
-        ValueError, match=r"frame_3\.dat is 500x500 with 2 channel\(s\) but frame_1\.dat is 1000x1000"
+        ValueError,
+        match=r"frame_3\.dat is version 9, 500x500 with 2 channel\(s\) of 16-bit but frame_1\.dat is "
+        r"version 9, 1000x1000",
     ):
         open_stack(folder)

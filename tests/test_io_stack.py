@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import zarr
 
-from napari_nrrn.io import stack as stack_module
+from napari_nrrn.io.formats import base
 from napari_nrrn.io.stack import inspect_stack, looks_like_stack, natural_sort_key, open_stack, voxel_size
 
 GALA = "fibsem_flyem_gala_train_50x100x200.tif"
@@ -255,7 +255,8 @@ def test_plain_zarr_arrays(tmp_path, gala, zarr_format):
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_ome_zarr_written_by_ome_zarr(tmp_path, gala, version):
-    """Files from the reference writer: full-resolution level, micrometre scale converted to nm."""
+    """Files from the reference writer: full-resolution level, micrometre scale converted to nm; the
+    pyramid's levels kept for napari, each as written."""
     from ome_zarr.format import FormatV04, FormatV05
     from ome_zarr.writer import write_image
 
@@ -274,9 +275,11 @@ def test_ome_zarr_written_by_ome_zarr(tmp_path, gala, version):
     found = inspect_stack(path)
     full_resolution = zarr.open_group(path, mode="r").attrs.asdict()
     full_resolution = full_resolution.get("ome", full_resolution)["multiscales"][0]["datasets"][0]["path"]
-    assert found.format == f"OME-Zarr (level {full_resolution})"
+    assert found.format == f"OME-Zarr (level {full_resolution} of 2)"
     assert found.voxel_size == (12.0, 10.0, 10.0)
     np.testing.assert_array_equal(found.array.compute(), gala[:8])
+    assert len(found.levels) == 2 and found.levels[0] is found.array
+    assert found.levels[1].shape == (8, 50, 100) and found.levels[1].chunks[0] == (1,) * 8
 
 
 def test_ome_zarr_channel_axis(tmp_path, gala):
@@ -373,7 +376,7 @@ def test_reader_helpers_read_no_pixels(shared_data, monkeypatch):
     def no_pixels(self):
         raise AssertionError("pixels read")
 
-    monkeypatch.setattr(stack_module._RawPlane, "read", no_pixels)
+    monkeypatch.setattr(base.RawPlane, "read", no_pixels)
     assert inspect_stack(shared_data / MEDULLA).array.shape == (250, 250, 250)
     assert voxel_size(shared_data / MEDULLA) == (10.0, 10.0, 10.0)
     assert looks_like_stack(shared_data / MEDULLA)

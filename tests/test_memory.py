@@ -19,7 +19,7 @@ import torch
 from napari_nrrn.cli import main as cli_main
 from napari_nrrn.engine.distributed import denoise_chunk
 from napari_nrrn.engine.inference import denoise_stack
-from napari_nrrn.io import stack as stack_io
+from napari_nrrn.io.formats import base as stack_io
 from napari_nrrn.io.writers import iter_write_stack, write_stack
 from napari_nrrn.model.checkpoint import save_model
 from napari_nrrn.model.nrrn import NRRN
@@ -77,13 +77,13 @@ def test_cli_denoise_reads_each_tiff_slice_a_bounded_number_of_times(planes, mod
     source = write_stack(planes, tmp_path / "in.tif")
     model_path = save_model(model, tmp_path / "tiny.pt")
     reads = Counter()
-    raw_read = stack_io._RawPlane.read
+    raw_read = stack_io.RawPlane.read
 
     def counted_read(plane):
         reads[plane.offset] += 1
         return raw_read(plane)
 
-    monkeypatch.setattr(stack_io._RawPlane, "read", counted_read)
+    monkeypatch.setattr(stack_io.RawPlane, "read", counted_read)
     assert cli_main(["denoise", str(source), str(tmp_path / "out.ome.zarr"), "--model", str(model_path)]) == 0
     assert len(reads) == DEPTH
     assert max(reads.values()) <= 3

@@ -18,7 +18,12 @@ from napari_nrrn.words import plural
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stack", metavar="STACK", help="noisy stack (TIFF, TIFF folder, Zarr/OME-Zarr, .dat)")
+    parser.add_argument(
+        "stack",
+        metavar="STACK",
+        help="noisy stack: TIFF, folder of TIFF or .dat frames, Zarr/OME-Zarr, N5, MRC, HDF5 "
+        "(file.h5/dataset)",
+    )
     parser.add_argument(
         "output", metavar="OUT", help="denoised stack to write: .tif/.tiff or .zarr/.ome.zarr"
     )
@@ -36,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--channel", type=int, default=None, help="detector channel of a multi-channel file")
+    parser.add_argument(
+        "--z-step",
+        type=float,
+        default=None,
+        metavar="NM",
+        help="z step in nm written with the output where the input does not record it (.dat frames, "
+        "2-D slices); default: the pixel size",
+    )
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers",
@@ -81,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     denoised = denoise_stack(
         model, stack, tile=args.tile, device=device, precision=args.precision, should_stop=stop.is_set
     )
-    writing = iter_write_stack(denoised, output, voxel_size=voxel_size(source), overwrite=args.overwrite)
+    voxel = voxel_size(source, args.z_step)
+    writing = iter_write_stack(denoised, output, voxel_size=voxel, overwrite=args.overwrite)
     start = time.perf_counter()
     try:
         # One process: dask's threads here, even where a distributed client is active in this process.
@@ -104,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_distributed(args, model, model_path: Path, source: Path, output: Path) -> int:
     """Each worker picks its own device (its GPU, by rank, on a multi-GPU machine), writes its own chunks."""
     from napari_nrrn.engine.distributed import denoise_distributed, partial_path
+    from napari_nrrn.io.stack import voxel_size
     from napari_nrrn.io.writers import os_error_message
 
     start = time.perf_counter()
@@ -119,6 +134,7 @@ def _run_distributed(args, model, model_path: Path, source: Path, output: Path) 
             device=args.device,
             precision=args.precision,
             channel=args.channel,
+            voxel_size=None if args.z_step is None else voxel_size(source, args.z_step),
         )
     except OSError as error:
         if error.errno is None:

@@ -11,7 +11,8 @@ from napari_nrrn.words import plural
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "path", help="TIFF, folder of TIFF or .dat slices, Zarr/OME-Zarr, or FIB-SEM .dat file"
+        "path",
+        help="TIFF, folder of TIFF or .dat slices, Zarr/OME-Zarr, N5, MRC, HDF5 (file.h5/dataset), .dat file",
     )
     parser.add_argument(
         "--channel", type=int, default=None, help="detector channel of a multi-channel file (default 0)"
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         ("dtype", str(array.dtype)),
         ("chunks", f"{chunk} per chunk, {plural(math.prod(array.numblocks), 'chunk')} (one per slice)"),
         ("voxel size", "unknown (not in the file's metadata)" if voxel is None else _voxel_text(voxel)),
+        *([("z step", "not recorded: taken equal to the pixel size")] if found.z_step_assumed else []),
         ("size in memory", _bytes(array.nbytes)),
         (
             "size on disk",

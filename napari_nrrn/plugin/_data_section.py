@@ -31,7 +31,7 @@ from napari_nrrn.plugin._dock_layout import (
 if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
 
-STACK_FILTER = "Stacks (*.tif *.tiff *.dat);;All files (*)"
+STACK_FILTER = "Stacks (*.tif *.tiff *.dat *.mrc *.rec *.st *.map *.h5 *.hdf5 *.hdf *.he5);;All files (*)"
 NOISE_JOB = "noise"
 
 
@@ -94,17 +94,18 @@ class DataSection(DockSection):
         return layers[name] if name in layers else None
 
     def open_stack_path(self, path: str | Path) -> Image | None:
-        """Open a stack file or folder lazily (as napari's reader does) and select it."""
+        """Open a stack file or folder lazily (as napari's reader does) and select it; an HDF5 file with
+        several image datasets adds one layer each, the first selected, the others a choice away."""
         from napari_nrrn.plugin.reader import read_stack
 
         try:
-            [(data, kwargs, _)] = read_stack(path)
+            found = read_stack(path)
         except (ValueError, OSError) as error:
             show_error(f"Could not open {path}: {error}")
             return None
-        layer = self.dock.viewer.add_image(data, **kwargs)
-        self.layer_combo.setCurrentText(layer.name)
-        return layer
+        layers = [self.dock.viewer.add_image(data, **kwargs) for data, kwargs, _ in found]
+        self.layer_combo.setCurrentText(layers[0].name)
+        return layers[0]
 
     def _ask_stack_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a FIB-SEM stack", "", STACK_FILTER)
@@ -194,6 +195,8 @@ class DataSection(DockSection):
         if data.ndim >= 3 and voxel is not None:
             unit = " nm" if layer.metadata.get("voxel_size_nm") else ""
             lines.append("voxel (z, y, x): " + " × ".join(f"{s:g}" for s in voxel) + unit)
+            if layer.metadata.get("z_step_assumed"):
+                lines.append("z step not recorded in the file: assumed equal to the pixel size")
         self.data_info.setText("\n".join(lines))
         self.data_warning.setText(_stack_warning(layer, data))
 

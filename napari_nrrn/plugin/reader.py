@@ -1,12 +1,14 @@
-"""Reader contribution: open TIFF stacks, folders of slices, Zarr/OME-Zarr and FIB-SEM .dat lazily."""
+"""Reader contribution: every format ``open_stack`` reads (TIFF, folders of slices, Zarr/OME-Zarr, N5, MRC,
+HDF5, FIB-SEM .dat), lazily."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from napari_nrrn.io.stack import inspect_stack, looks_like_stack
+from napari_nrrn.io.stack import StackInfo, inspect_stack, looks_like_stack, stack_choices
 
-_NAME_SUFFIXES = (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".dat")
+_NAME_SUFFIXES = (".ome.zarr", ".zarr", ".n5", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".dat")
+_NAME_SUFFIXES += (".mrc", ".rec", ".st", ".map", ".hdf5", ".h5", ".hdf", ".he5")
 
 
 def get_reader(path):
@@ -27,21 +29,34 @@ def get_reader(path):
 
 def read_stack(path) -> list[tuple]:
     """[(lazy data, layer kwargs, "image")]: scale is the voxel size in nm (1 when unknown); a one-slice
-    stack becomes a 2-D layer."""
+    stack becomes a 2-D layer; a stored pyramid (OME-Zarr) a multiscale layer. An HDF5 file holding
+    several image datasets gives one layer each, to choose from."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    found = inspect_stack(path)
-    data = found.array
+    return [_layer(inspect_stack(choice), name) for choice, name in stack_choices(path, _name(path))]
+
+
+def _layer(found: StackInfo, name: str) -> tuple:
+    levels = list(found.levels or [found.array])
     scale = found.voxel_size or (1.0, 1.0, 1.0)
-    if data.shape[0] == 1:
-        data, scale = data[0], scale[1:]
-    name = path.name
-    for suffix in _NAME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    if found.array.shape[0] == 1:
+        levels, scale = [level[0] for level in levels], scale[1:]
     meta = {
         "name": name,
         "scale": tuple(scale),
-        "metadata": {"path": str(path), "voxel_size_nm": found.voxel_size, "format": found.format},
+        "multiscale": len(levels) > 1,
+        "metadata": {
+            "path": str(found.path),
+            "voxel_size_nm": found.voxel_size,
+            "z_step_assumed": found.z_step_assumed,
+            "format": found.format,
+        },
     }
-    return [(data, meta, "image")]
+    return (levels if len(levels) > 1 else levels[0], meta, "image")
+
+
+def _name(path: Path) -> str:
+    name = path.name
+    for suffix in _NAME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
