@@ -27,13 +27,13 @@ def get_reader(path):
 
 def read_stack(path) -> list[tuple]:
     """[(lazy data, layer kwargs, "image")]: scale is the voxel size in nm (1 when unknown); a one-slice
-    stack becomes a 2-D layer."""
+    stack becomes a 2-D layer; a (z, y, x) OME-Zarr pyramid a multiscale layer."""
     path = Path(path[0] if isinstance(path, (list, tuple)) else path)
     found = inspect_stack(path)
-    data = found.array
+    levels = _pyramid(path, found.array) if found.format.startswith("OME-Zarr") else [found.array]
     scale = found.voxel_size or (1.0, 1.0, 1.0)
-    if data.shape[0] == 1:
-        data, scale = data[0], scale[1:]
+    if found.array.shape[0] == 1:
+        levels, scale = [level[0] for level in levels], scale[1:]
     name = path.name
     for suffix in _NAME_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -41,7 +41,26 @@ def read_stack(path) -> list[tuple]:
             break
     meta = {
         "name": name,
+        "multiscale": len(levels) > 1,
         "scale": tuple(scale),
         "metadata": {"path": str(path), "voxel_size_nm": found.voxel_size, "format": found.format},
     }
-    return [(data, meta, "image")]
+    return [(levels if len(levels) > 1 else levels[0], meta, "image")]
+
+
+def _pyramid(path: Path, level0) -> list:
+    """``level0`` and the lower levels of an OME-Zarr pyramid of (z, y, x) arrays, one dask chunk per slice
+    as stored, so that napari reads the low levels when zoomed out; ``[level0]`` for any other layout."""
+    import dask.array as da
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    attributes = group.attrs.asdict()
+    image = attributes.get("ome", attributes)["multiscales"][0]
+    if [axis["name"] if isinstance(axis, dict) else axis for axis in image.get("axes", [])] != list("zyx"):
+        return [level0]
+    levels = [level0]
+    for dataset in image["datasets"][1:]:
+        array = group[dataset["path"]]
+        levels.append(da.from_zarr(array, chunks=(1, *array.shape[1:])))
+    return levels
