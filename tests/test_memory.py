@@ -114,4 +114,5 @@ def test_pyramid_writer_reads_each_slice_once_and_never_reads_its_output(planes,
     for event in iter_write_stack(counted.array, tmp_path / "pyramid.ome.zarr"):
         assert set(counted.reads) == set(range(event.done))  # slice by slice, never ahead
     assert counted.reads == Counter({z: 1 for z in range(DEPTH)})
-    assert +store_calls == Counter({("set", level): DEPTH for level in "012"})  # no chunk read, one write each
+    # No chunk read, one chunk written per slice and level.
+    assert +store_calls == Counter({("set", level): DEPTH for level in "012"})
