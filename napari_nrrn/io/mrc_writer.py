@@ -1,5 +1,7 @@
 """MRC output through ``mrcfile.new_mmap``: the file is created at its full size, then filled one slice at a
-time, so memory holds one slice whatever the depth.
+time, so memory holds one slice whatever the depth. Each written slice's pages are unmapped from the process
+(``MADV_DONTNEED``; the kernel still writes them back from its page cache): otherwise every page written
+stays in the process's resident memory, 1.2 GB more for a 1.1 GB stack.
 
 Voxel size in Angstrom (10 per nm) in the header's cell. Header statistics (min, max, mean, rms) are
 accumulated slice by slice, never by reading the whole map back. Types: the MRC modes int8 (0), int16 (1),
@@ -10,6 +12,7 @@ readers that ignore it (``mrcfile`` itself) see the same bytes as int8.
 
 from __future__ import annotations
 
+import mmap
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +43,7 @@ def mrc_writer(shape: tuple[int, int, int], dtype: np.dtype, voxel):
             def write_plane(z: int, plane: np.ndarray) -> None:
                 plane = plane.astype(dtype, copy=False)
                 mrc.data[z] = plane.view(stored)
+                _unmap_slice(mrc.data, z)
                 values = plane.astype(np.float64)
                 stats["min"] = min(stats["min"], values.min())
                 stats["max"] = max(stats["max"], values.max())
@@ -53,6 +57,17 @@ def mrc_writer(shape: tuple[int, int, int], dtype: np.dtype, voxel):
             mrc.header.rms = np.sqrt(max(stats["squares"] / count - mean**2, 0.0))
 
     return open_writer
+
+
+def _unmap_slice(data: np.memmap, z: int) -> None:
+    """Drop slice ``z``'s pages from the mapping. A shared mapping keeps written data in the page cache, so
+    nothing is lost; only the process stops holding it."""
+    mapped = getattr(data, "_mmap", None)  # numpy's memmap keeps its mmap.mmap here
+    if mapped is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    size = data[0].nbytes
+    start = (data.offset + z * size) // mmap.PAGESIZE * mmap.PAGESIZE
+    mapped.madvise(mmap.MADV_DONTNEED, start, data.offset + (z + 1) * size - start)
 
 
 def _mark_bytes_unsigned(header) -> None:
