@@ -404,3 +404,36 @@ def test_napari_browses_the_pyramid_reading_the_low_levels_zoomed_out(
     viewer.camera.zoom *= 8
     QApplication.processEvents()
     assert layer.data_level == 0 and reads[0] >= 1
+
+
+@pytest.mark.parametrize("name", ["full.mrc", "full.ome.zarr"])
+def test_full_disk_names_the_output_and_leaves_nothing(tmp_path, gala_stack, monkeypatch, name):
+    """MRC blocks are allocated before the first slice (a full sparse mapping would be a SIGBUS); a pyramid
+    level failing to write is reported about the output, not its temporary chunk."""
+    import errno
+
+    path = tmp_path / name
+    partial = tmp_path / f"{name}.partial-{os.getpid()}"
+    if name.endswith(".mrc"):
+
+        def no_space(fd, offset, length):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "posix_fallocate", no_space)
+    else:
+        monkeypatch.setattr(ome_zarr_writer, "MIN_LEVEL_SIDE", 32)
+        set_item = zarr.Array.__setitem__
+
+        def level_2_fails(array, key, value):
+            if array.path == "2":
+                raise OSError(errno.ENOSPC, "No space left on device", str(partial / "2" / "c" / "0"))
+            return set_item(array, key, value)
+
+        monkeypatch.setattr(zarr.Array, "__setitem__", level_2_fails)
+    with pytest.raises(OSError) as raised:
+        write_stack(gala_stack[:3], path)
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(path))
+    assert writers.os_error_message(raised.value) == (
+        f"no space left on device writing {path}: free space or write to another disk"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,9 @@
 """MRC output through ``mrcfile.new_mmap``: the file is created at its full size, then filled one slice at a
 time, so memory holds one slice whatever the depth. Each written slice's pages are unmapped from the process
 (``MADV_DONTNEED``; the kernel still writes them back from its page cache): otherwise every page written
-stays in the process's resident memory, 1.2 GB more for a 1.1 GB stack.
+stays in the process's resident memory, 1.2 GB more for a 1.1 GB stack. The file's blocks are allocated
+up front: ``new_mmap`` makes a sparse file, and writing into a sparse mapping on a full disk kills the
+process with SIGBUS instead of raising a clear ``OSError`` (no space left).
 
 Voxel size in Angstrom (10 per nm) in the header's cell. Header statistics (min, max, mean, rms) are
 accumulated slice by slice, never by reading the whole map back. Types: the MRC modes int8 (0), int16 (1),
@@ -12,7 +14,9 @@ readers that ignore it (``mrcfile`` itself) see the same bytes as int8.
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +39,7 @@ def mrc_writer(shape: tuple[int, int, int], dtype: np.dtype, voxel):
     def open_writer(temporary: Path):
         stats = {"min": np.inf, "max": -np.inf, "sum": 0.0, "squares": 0.0}
         with mrcfile.new_mmap(temporary, shape, mrc_mode=mode_from_dtype(stored), overwrite=True) as mrc:
+            _allocate(temporary)
             if voxel:
                 mrc.voxel_size = tuple(10 * size for size in reversed(voxel))  # (x, y, z) in Angstrom
             if dtype == np.uint8:
@@ -57,6 +62,16 @@ def mrc_writer(shape: tuple[int, int, int], dtype: np.dtype, voxel):
             mrc.header.rms = np.sqrt(max(stats["squares"] / count - mean**2, 0.0))
 
     return open_writer
+
+
+def _allocate(path: Path) -> None:
+    with open(path, "r+b") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, os.fstat(file.fileno()).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise  # no space, a quota: now, before any slice is computed
+            # a file system that cannot allocate ahead: the file stays sparse
 
 
 def _unmap_slice(data: np.memmap, z: int) -> None:
