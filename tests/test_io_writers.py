@@ -437,3 +437,20 @@ def test_full_disk_names_the_output_and_leaves_nothing(tmp_path, gala_stack, mon
         f"no space left on device writing {path}: free space or write to another disk"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_denoise_to_mrc_and_to_ome_zarr_04_equals_tiff(tmp_path, stack_file, model_file):
+    import mrcfile
+
+    from napari_nrrn.cli import main as cli_main
+
+    outputs = {name: tmp_path / name for name in ("out.tif", "out.mrc", "out.ome.zarr")}
+    for name, output in outputs.items():
+        ngff = ["--ngff", "0.4"] if name.endswith(".zarr") else []
+        arguments = ["denoise", str(stack_file), str(output), "--model", str(model_file), *ngff]
+        assert cli_main(arguments) == 0
+    tiff = open_stack(outputs["out.tif"]).compute()
+    with mrcfile.open(outputs["out.mrc"]) as mrc:
+        np.testing.assert_array_equal(mrc.data.view(np.uint8), tiff)
+    assert (outputs["out.ome.zarr"] / ".zgroup").is_file()
+    np.testing.assert_array_equal(open_stack(outputs["out.ome.zarr"]).compute(), tiff)
