@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +29,7 @@ from napari_nrrn.engine.distributed import (
 )
 from napari_nrrn.engine.events import run_to_end
 from napari_nrrn.engine.inference import denoise_stack
+from napari_nrrn.io import ome_zarr_writer
 from napari_nrrn.io.stack import open_stack, voxel_size
 from napari_nrrn.io.writers import write_stack
 from napari_nrrn.model.checkpoint import save_model
@@ -187,3 +194,106 @@ class _NamedWorker:
 @pytest.mark.parametrize(("name", "rank"), [(0, 0), (3, 3), ("gpu-node-1", 1), ("tcp://10.0.0.2:4000-2", 2)])
 def test_worker_rank_from_local_and_dask_worker_names(name, rank):
     assert _worker_rank(_NamedWorker(name)) == rank
+
+
+CRASHING_RUN = """
+import sys, time
+from distributed import Client, LocalCluster
+from napari_nrrn.engine.distributed import iter_denoise_distributed
+from napari_nrrn.io import ome_zarr_writer
+
+ome_zarr_writer.MIN_LEVEL_SIDE = int(sys.argv[4])
+if __name__ == "__main__":
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    events = iter_denoise_distributed(Client(cluster), *sys.argv[1:4], chunk_slices=int(sys.argv[5]))
+    next(events)
+    next(events)
+    print("one chunk written", flush=True)
+    time.sleep(600)  # killed here, chunks still in flight
+"""
+
+
+def _levels(path):
+    group = zarr.open_group(str(path), mode="r")
+    return [group[str(level)][:] for level in range(len(list(group.array_keys())))]
+
+
+def test_sigkill_then_resume_gives_the_single_process_pyramid(job, client, tmp_path, monkeypatch):
+    """A crash (SIGKILL of the client, its scheduler and its workers), then a resume: every pyramid level
+    equals the one-process writer's; a recorded chunk damaged at its smallest level is found and redone."""
+    stack_path, model_path, expected = job
+    min_side = 8  # 40x56 slices: levels of 40x56, 20x28 and 10x14
+    monkeypatch.setattr(ome_zarr_writer, "MIN_LEVEL_SIDE", min_side)
+    output = tmp_path / "out.ome.zarr"
+    script = tmp_path / "crashing_run.py"
+    script.write_text(CRASHING_RUN)
+    arguments = [model_path, stack_path, output, min_side, CHUNK]
+    repo = Path(__file__).resolve().parents[1]
+    crashing = subprocess.Popen(
+        [sys.executable, script, *map(str, arguments)],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the client, the scheduler and the workers
+    )
+    try:
+        assert crashing.stdout.readline() == "one chunk written\n"
+    finally:
+        os.killpg(crashing.pid, signal.SIGKILL)
+        crashing.wait()
+    for _ in range(100):  # until no process of the group is left to write into the partial output
+        try:
+            os.killpg(crashing.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the killed run survive")
+
+    assert not output.exists()
+    partial = partial_path(output)
+    records = sorted((partial / RECORDS_DIR).glob("*.json"))
+    assert 1 <= len(records) < DEPTH // CHUNK
+    damaged_start, _ = _chunk_range(records[0])
+    smallest = zarr.open_array(str(partial / "2"), mode="r+")
+    smallest[damaged_start] = smallest[damaged_start] + 1
+
+    run = run_to_end(iter_denoise_distributed(client, model_path, stack_path, output, chunk_slices=CHUNK))
+
+    assert (run.chunks_skipped, run.chunks_computed) == (len(records) - 1, DEPTH // CHUNK - len(records) + 1)
+    single = write_stack(expected, tmp_path / "single.ome.zarr", voxel_size=VOXEL)
+    levels = _levels(output)
+    assert [level.shape for level in levels] == [(DEPTH, 40, 56), (DEPTH, 20, 28), (DEPTH, 10, 14)]
+    for resumed, one_process in zip(levels, _levels(single), strict=True):
+        np.testing.assert_array_equal(resumed, one_process)
+    resumed_meta, single_meta = (
+        json.loads((path / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0]
+        for path in (output, single)
+    )
+    assert resumed_meta["datasets"] == single_meta["datasets"] and resumed_meta["axes"] == single_meta["axes"]
+    assert not partial.exists() and not (output / RECORDS_DIR).exists()
+
+
+def test_cli_ngff_04_pyramid_from_one_process_and_from_a_cluster(
+    job, client, tmp_path, monkeypatch, capsys
+):
+    """``--ngff 0.4``: Zarr v2 at every level, the same pixels from one process and from the cluster."""
+    stack_path, model_path, expected = job
+    monkeypatch.setattr(ome_zarr_writer, "MIN_LEVEL_SIDE", 8)
+    one, cluster = tmp_path / "one.ome.zarr", tmp_path / "cluster.ome.zarr"
+    arguments = ["--model", str(model_path), "--ngff", "0.4"]
+    assert cli_main(["denoise", str(stack_path), str(one), *arguments]) == 0
+    address = client.scheduler.address
+    assert cli_main(["denoise", str(stack_path), str(cluster), *arguments, "--scheduler", address]) == 0
+    for output in (one, cluster):
+        attributes = json.loads((output / ".zattrs").read_text())
+        assert attributes["multiscales"][0]["version"] == "0.4" and not (output / "zarr.json").exists()
+        assert voxel_size(output) == VOXEL
+    levels = _levels(one)
+    assert len(levels) == 3
+    np.testing.assert_array_equal(levels[0], expected)
+    for from_cluster, from_one in zip(_levels(cluster), levels, strict=True):
+        np.testing.assert_array_equal(from_cluster, from_one)
+    assert cli_main(["denoise", str(stack_path), str(tmp_path / "out.tif"), *arguments]) == 2
+    assert "an NGFF version applies to OME-Zarr output" in capsys.readouterr().err

@@ -87,3 +87,32 @@ def test_cli_denoise_reads_each_tiff_slice_a_bounded_number_of_times(planes, mod
     assert cli_main(["denoise", str(source), str(tmp_path / "out.ome.zarr"), "--model", str(model_path)]) == 0
     assert len(reads) == DEPTH
     assert max(reads.values()) <= 3
+
+
+def test_pyramid_writer_reads_each_slice_once_and_never_reads_its_output(planes, tmp_path, monkeypatch):
+    """Every level of a slice is made from that slice in memory: no level is read back from disk, so
+    writing the pyramid holds one slice and its levels whatever the depth."""
+    import zarr
+
+    from napari_nrrn.io import ome_zarr_writer
+
+    monkeypatch.setattr(ome_zarr_writer, "MIN_LEVEL_SIDE", 8)  # 32x48 slices: levels 0, 1 (16x24), 2 (8x12)
+    store_calls = Counter()
+    get, set_ = zarr.storage.LocalStore.get, zarr.storage.LocalStore.set
+
+    async def counted_get(store, key, *args, **kwargs):
+        store_calls["get", key.split("/")[0]] += "/c/" in key
+        return await get(store, key, *args, **kwargs)
+
+    async def counted_set(store, key, value):
+        store_calls["set", key.split("/")[0]] += "/c/" in key
+        return await set_(store, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", counted_get)
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", counted_set)
+    counted = CountedSlices(planes)
+    for event in iter_write_stack(counted.array, tmp_path / "pyramid.ome.zarr"):
+        assert set(counted.reads) == set(range(event.done))  # slice by slice, never ahead
+    assert counted.reads == Counter({z: 1 for z in range(DEPTH)})
+    # No chunk read, one chunk written per slice and level.
+    assert +store_calls == Counter({("set", level): DEPTH for level in "012"})

@@ -1,4 +1,4 @@
-"""``napari-nrrn denoise STACK OUT``: denoise a stack slice by slice into a TIFF or OME-Zarr, with progress.
+"""``napari-nrrn denoise STACK OUT``: denoise a stack slice by slice into TIFF, OME-Zarr or MRC.
 
 Each output slice is computed from its input slice and the two neighbours (the one neighbour at the ends),
 read lazily: memory does not grow with the depth of the stack. OUT is written under a temporary name and
@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(file.h5/dataset)",
     )
     parser.add_argument(
-        "output", metavar="OUT", help="denoised stack to write: .tif/.tiff or .zarr/.ome.zarr"
+        "output",
+        metavar="OUT",
+        help="denoised stack to write: .tif/.tiff, .zarr/.ome.zarr (a multiscale pyramid) or .mrc",
     )
     parser.add_argument("--model", default=None, help="model file (.pt; default: the shipped model)")
     parser.add_argument("--depth", type=int, default=None, help="use only the first k blocks (default: all)")
@@ -40,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="convolution precision (default auto: float16 on CUDA, bfloat16 on CPUs with native support)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument(
+        "--ngff",
+        choices=("0.5", "0.4"),
+        default=None,
+        help="OME-Zarr version of OUT: 0.5 (Zarr v3, the default) or 0.4 (Zarr v2: ilastik, webKnossos)",
+    )
     parser.add_argument("--channel", type=int, default=None, help="detector channel of a multi-channel file")
     parser.add_argument(
         "--z-step",
@@ -95,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         model, stack, tile=args.tile, device=device, precision=args.precision, should_stop=stop.is_set
     )
     voxel = voxel_size(source, args.z_step)
-    writing = iter_write_stack(denoised, output, voxel_size=voxel, overwrite=args.overwrite)
+    writing = iter_write_stack(denoised, output, voxel_size=voxel, overwrite=args.overwrite, ngff=args.ngff)
     start = time.perf_counter()
     try:
         # One process: dask's threads here, even where a distributed client is active in this process.
@@ -135,6 +143,7 @@ def _run_distributed(args, model, model_path: Path, source: Path, output: Path) 
             precision=args.precision,
             channel=args.channel,
             voxel_size=None if args.z_step is None else voxel_size(source, args.z_step),
+            ngff=args.ngff,
         )
     except OSError as error:
         if error.errno is None:

@@ -1,17 +1,18 @@
 """Batch denoising on a dask.distributed cluster: many worker processes, one GPU each, memory flat in depth.
 
 The client creates the OME-Zarr output up front under a partial name, with the final shape, dtype, chunks of
-one slice and metadata. Each task denoises a chunk of ``n`` slices, reading ``n + 2`` input slices (the
-one-slice z halo), and writes its slices straight into the output: no pixels travel through the client.
+one slice, every pyramid level and the metadata (``io.ome_zarr_writer``). Each task denoises a chunk of ``n``
+slices, reading ``n + 2`` input slices (the one-slice z halo), and writes its slices and their downsampled
+levels straight into the output: no pixels travel through the client.
 Every worker loads the model once, in a :class:`ModelPlugin`, and keeps it for all its tasks.
 
 A task writes a completion record for its chunk AFTER the data: the chunk's range and a checksum of the
-slices it wrote. In a re-run of the same job (same input, model, chunking) on the partial output, the task of
-a recorded chunk first verifies the record against the slices on disk (on its worker: the client reads no
-pixels) and computes nothing when they match, so a crash or a cancel loses only the chunks in flight. When
-every chunk is recorded, the records are removed and the partial output is renamed to its final name: an
-unfinished output never looks finished. A failed job (a full disk, a vanished share) also keeps it, and an
-``OSError`` about a file in it names the final output instead.
+slices it wrote at each level. In a re-run of the same job (same input, model, chunking) on the partial
+output, the task of a recorded chunk first verifies the record against its slices on disk at every level (on
+its worker: the client reads no pixels) and computes nothing when they match, so a crash or a cancel loses
+only the chunks in flight. When every chunk is recorded, the records are removed and the partial output is
+renamed to its final name: an unfinished output never looks finished. A failed job (a full disk, a vanished
+share) also keeps it, and an ``OSError`` about a file in it names the final output instead.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ def denoise_chunk(
     return output
 
 
-def _checksum(slices: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(slices).tobytes()).hexdigest()
+def _checksums(levels: list[np.ndarray]) -> list[str]:
+    """One SHA-256 per pyramid level of a chunk's slices."""
+    return [hashlib.sha256(np.ascontiguousarray(slices).tobytes()).hexdigest() for slices in levels]
 
 
 def _record_path(records: Path, start: int, stop: int) -> Path:
@@ -145,23 +147,26 @@ def _denoise_and_write(
     source: str,
     channel,
     source_token: str,
-    array_path: str,
+    output_path: str,
+    levels: int,
     start: int,
     stop: int,
     tile,
     precision: str,
     recorded: bool,
 ) -> tuple[int, int, bool]:
-    """The task: denoise one chunk on this worker's model, write it into the output, then its record.
+    """The task: denoise one chunk on this worker's model, write it and its pyramid levels into the output,
+    then its record.
 
-    A ``recorded`` chunk (an earlier run wrote its record) is first verified against the slices on disk, here
-    on the worker, where the data is: when it matches, nothing is computed. Returns (start, stop, computed).
+    A ``recorded`` chunk (an earlier run wrote its record) is first verified against its slices on disk at
+    every level, here on the worker, where the data is: when all match, nothing is computed. Returns
+    (start, stop, computed).
     """
-    import zarr
+    from napari_nrrn.io.ome_zarr_writer import open_levels, write_slices
 
-    target = zarr.open_array(array_path, mode="r+")
-    record_file = _record_path(Path(array_path).parent / RECORDS_DIR, start, stop)
-    if recorded and _record_matches(record_file, target[start:stop]):
+    arrays = open_levels(output_path, levels)
+    record_file = _record_path(Path(output_path) / RECORDS_DIR, start, stop)
+    if recorded and _record_matches(record_file, [array[start:stop] for array in arrays]):
         return start, stop, False
     plugin = get_worker().plugins[plugin_name]
     if plugin.torch_threads:
@@ -170,8 +175,8 @@ def _denoise_and_write(
         torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
     stack = _open_source(source, channel, source_token)
     slices = denoise_chunk(plugin.model, stack, start, stop, tile, plugin.device, precision)
-    target[start:stop] = slices
-    _write_json(record_file, {"start": start, "stop": stop, "sha256": _checksum(slices)})
+    written = write_slices(arrays, start, slices)
+    _write_json(record_file, {"start": start, "stop": stop, "sha256": _checksums(written)})
     return start, stop, True
 
 
@@ -189,9 +194,9 @@ def _open_source(source: str, channel, source_token: str):
     return stack
 
 
-def _record_matches(record_file: Path, slices: np.ndarray) -> bool:
+def _record_matches(record_file: Path, levels: list[np.ndarray]) -> bool:
     try:
-        return json.loads(record_file.read_text()).get("sha256") == _checksum(slices)
+        return json.loads(record_file.read_text()).get("sha256") == _checksums(levels)
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -256,21 +261,26 @@ def iter_denoise_distributed(
     voxel_size=None,
     overwrite: bool = False,
     torch_threads: int | None = None,
+    ngff: str | None = None,
 ) -> Generator[Progress, None, DistributedRun]:
     """Denoise the stack at ``source`` into the OME-Zarr ``output`` on the workers of ``client``.
 
     ``model`` is an NRRN or a checkpoint path; ``source`` a path every worker can open (``open_stack``).
-    ``voxel_size`` defaults to the source's. Yields ``Progress(stage="denoise")`` counting finished slices,
-    those verified as already written by an earlier run of the same job included (see the module
-    docstring); returns a :class:`DistributedRun`. Closing the generator early cancels the chunks not yet
-    started, waits for the running ones and keeps the partial output, so that the same call resumes it.
+    ``voxel_size`` defaults to the source's; ``ngff`` is the OME-Zarr version, "0.5" (default) or "0.4".
+    Yields ``Progress(stage="denoise")`` counting finished slices, those verified as already written by an
+    earlier run of the same job included (see the module docstring); returns a :class:`DistributedRun`.
+    Closing the generator early cancels the chunks not yet started, waits for the running ones and keeps the
+    partial output, so that the same call resumes it.
     """
     from napari_nrrn.engine.inference import check_stack, inference_dtype
     from napari_nrrn.io.stack import open_stack
     from napari_nrrn.io.stack import voxel_size as read_voxel_size
-    from napari_nrrn.io.writers import checked_voxel_size, naming_output
+    from napari_nrrn.io.ome_zarr_writer import NGFF_VERSIONS, level_shapes
+    from napari_nrrn.io.writers import check_ngff, checked_voxel_size, naming_output
 
     output = check_output(output, overwrite)
+    check_ngff(ngff, output)
+    ngff = ngff or NGFF_VERSIONS[0]
     inference_dtype("cpu", precision)  # an unknown precision fails here, not on every worker
     if chunk_slices < 1:
         raise ValueError(f"chunk_slices = {chunk_slices}: each task needs at least 1 slice")
@@ -288,13 +298,15 @@ def iter_denoise_distributed(
         "voxel_size": voxel_size and list(voxel_size),
         "model_sha256": hashlib.sha256(checkpoint).hexdigest(),
         "chunk_slices": chunk_slices,
+        "ngff": ngff,
+        "levels": len(level_shapes(stack.shape)),
         "tile": tile,
         "precision": precision,
         "package_version": __version__,  # a default tile or precision may change between versions
     }
     partial = partial_path(output)
     name = output.name.removesuffix(".zarr").removesuffix(".ome")
-    array_path = _prepare_partial(partial, job, name, stack.shape, stack.dtype, voxel_size)
+    _prepare_partial(partial, job, name, stack.shape, stack.dtype, voxel_size)
     chunks = _chunks(stack.shape[0], chunk_slices)
     # Chunks with a record are verified by their task, on a worker: the client reads no pixels.
     recorded = {
@@ -308,7 +320,8 @@ def iter_denoise_distributed(
     def submit(start: int, stop: int):
         return client.submit(
             _denoise_and_write,
-            *(plugin_name, source, channel, stack.name, str(array_path), start, stop, tile, precision),
+            *(plugin_name, source, channel, stack.name, str(partial), job["levels"], start, stop),
+            *(tile, precision),
             recorded=(start, stop) in recorded,
             key=f"{run_prefix}{start}-{stop}",
             pure=False,
@@ -362,9 +375,11 @@ def _wait_until_stopped(client: Client, prefix: str) -> None:
         time.sleep(0.1)
 
 
-def _prepare_partial(partial: Path, job: dict, name: str, shape, dtype, voxel_size) -> Path:
-    """The output array inside ``partial``: the existing one when it was made for the same ``job``,
-    else a fresh one (a partial output of another job cannot be resumed, and is nobody's result)."""
+def _prepare_partial(partial: Path, job: dict, name: str, shape, dtype, voxel_size) -> None:
+    """Keep the OME-Zarr ``partial`` when it was made for the same ``job``, else make a fresh one (a partial
+    output of another job cannot be resumed, and is nobody's result)."""
+    from napari_nrrn.io.ome_zarr_writer import create_ome_zarr
+
     run_file = partial / RUN_FILE
     try:
         same_job = json.loads(run_file.read_text()) == job
@@ -373,18 +388,11 @@ def _prepare_partial(partial: Path, job: dict, name: str, shape, dtype, voxel_si
     if not same_job:
         if partial.exists():
             shutil.rmtree(partial)
-        _create_output(partial, name, shape, dtype, voxel_size)
+        # The group, every level's array and the metadata exist now; the workers write the pixels.
+        shape = tuple(int(n) for n in shape)
+        create_ome_zarr(partial, shape, np.dtype(dtype), voxel_size, name, job["ngff"])
         (partial / RECORDS_DIR).mkdir()
         _write_json(run_file, job)
-    return partial / "0"
-
-
-def _create_output(path: Path, name: str, shape, dtype, voxel_size) -> None:
-    """An empty OME-Zarr in the writers' layout (level "0", chunks of one slice, voxel size as scale)."""
-    from napari_nrrn.io.writers import ome_zarr_writer
-
-    with ome_zarr_writer(tuple(int(n) for n in shape), np.dtype(dtype), voxel_size, name=name)(path):
-        pass  # the group, the array and the metadata exist now; the workers write the pixels
 
 
 def _finish(partial: Path, output: Path) -> None:

@@ -1,4 +1,4 @@
-"""Write a (Z, Y, X) stack slice by slice to TIFF/BigTIFF or OME-Zarr, keeping the voxel size.
+"""Write a (Z, Y, X) stack slice by slice to TIFF/BigTIFF, OME-Zarr or MRC, keeping the voxel size.
 
 Memory holds one slice: each slice of the input (numpy or dask) is computed, written and dropped. The output
 goes to ``<name>.partial-<pid>`` beside the final path and is renamed only when complete; an exception or an
@@ -9,8 +9,10 @@ early ``close()`` of the generator removes it, so no half-written file ever carr
   below 4 GB, the types and sizes ImageJ reads natively; otherwise an OME-TIFF (BigTIFF above 4 GB) with
   physical sizes in nm. Pixels are stored uncompressed and contiguously, so reading back is memory-mappable
   and ``open_stack`` reads one slice with one read.
-- ``.zarr`` / ``.ome.zarr``: OME-Zarr 0.5 (Zarr v3), one resolution level ``"0"``, chunks of one slice
-  (tiles of 4096 px for slices over 64 MiB), axes z, y, x in nanometres with the voxel size as scale.
+- ``.zarr`` / ``.ome.zarr``: OME-Zarr 0.5 (Zarr v3), or 0.4 (Zarr v2) on request, with a multiscale pyramid
+  in x and y written slice by slice, chunks of one slice, axes z, y, x in nanometres (``ome_zarr_writer``).
+- ``.mrc``: MRC 2014 through ``mrcfile.new_mmap``, one slice at a time, voxel size in Angstrom
+  (``mrc_writer``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_nrrn.io.mrc_writer import MRC_DTYPES, mrc_writer
+from napari_nrrn.io.ome_zarr_writer import NGFF_VERSIONS, ome_zarr_writer
 from napari_nrrn.io.stack import TIFF_SUFFIXES, VoxelSize
 from napari_nrrn.progress import Progress
 from napari_nrrn.words import exists_error
@@ -38,38 +42,46 @@ IMAGEJ_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
 TIFF_DTYPES = tuple(
     np.dtype(t) for t in ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 )
-MAX_CHUNK_BYTES = 64 * 2**20
-ZARR_TILE = 4096
 
 
 def write_stack(
-    stack, path: str | os.PathLike, voxel_size: VoxelSize | None = None, overwrite: bool = False
+    stack,
+    path: str | os.PathLike,
+    voxel_size: VoxelSize | None = None,
+    overwrite: bool = False,
+    ngff: str | None = None,
 ) -> Path:
     """Write ``stack`` to ``path`` (format from the extension) and return the final path.
 
     See ``iter_write_stack``; this drains its progress events.
     """
-    for _ in iter_write_stack(stack, path, voxel_size=voxel_size, overwrite=overwrite):
+    for _ in iter_write_stack(stack, path, voxel_size=voxel_size, overwrite=overwrite, ngff=ngff):
         pass
     return Path(path)
 
 
 def iter_write_stack(
-    stack, path: str | os.PathLike, voxel_size: VoxelSize | None = None, overwrite: bool = False
+    stack,
+    path: str | os.PathLike,
+    voxel_size: VoxelSize | None = None,
+    overwrite: bool = False,
+    ngff: str | None = None,
 ) -> Iterator[Progress]:
     """Write a (Z, Y, X) array-like slice by slice, yielding ``Progress(stage="write")`` after each slice.
 
-    The format comes from the extension: ``.tif``/``.tiff`` or ``.zarr``/``.ome.zarr``. ``voxel_size`` is
-    (z, y, x) in nm. The arguments, an existing output (refused unless ``overwrite``) and the folder's
-    permissions are checked now, before the first event is asked for; the last event (done == total) comes
+    The format comes from the extension: ``.tif``/``.tiff``, ``.zarr``/``.ome.zarr`` or ``.mrc``.
+    ``voxel_size`` is (z, y, x) in nm; ``ngff`` the OME-Zarr version, ``"0.5"`` (default) or ``"0.4"``.
+    The arguments, an existing output (refused unless ``overwrite``) and the folder's permissions are
+    checked now, before the first event is asked for; the last event (done == total) comes
     once the output is in place under its final name.
     """
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
-    if suffix not in (*TIFF_SUFFIXES, ".zarr"):
+    if suffix not in (*TIFF_SUFFIXES, ".zarr", ".mrc"):
         raise ValueError(
-            f"cannot write {path}: choose a .tif/.tiff (TIFF) or .zarr/.ome.zarr (OME-Zarr) name"
+            f"cannot write {path}: choose a .tif/.tiff (TIFF), .zarr/.ome.zarr (OME-Zarr) or .mrc (MRC) name"
         )
+    check_ngff(ngff, path)
     if not (hasattr(stack, "shape") and hasattr(stack, "dtype")):
         raise ValueError(
             f"cannot write {path}: need an array (numpy, dask, zarr), got {type(stack).__name__}"
@@ -86,17 +98,36 @@ def iter_write_stack(
         raise ValueError(
             f"cannot write {dtype} to TIFF {path}: convert the stack to float32 or write .ome.zarr"
         )
+    if suffix == ".mrc" and dtype not in MRC_DTYPES:
+        raise ValueError(
+            f"cannot write {dtype} to MRC {path}: MRC holds {', '.join(map(str, MRC_DTYPES))}; convert the "
+            "stack to float32 or write .ome.zarr"
+        )
     voxel = checked_voxel_size(voxel_size)
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise exists_error(path)
     check_writable_folder(path.parent)
     if suffix == ".zarr":
-        open_writer = ome_zarr_writer(
-            shape, dtype, voxel, name=path.name.removesuffix(".zarr").removesuffix(".ome")
-        )
+        name = path.name.removesuffix(".zarr").removesuffix(".ome")
+        open_writer = ome_zarr_writer(shape, dtype, voxel, name=name, ngff=ngff or NGFF_VERSIONS[0])
+    elif suffix == ".mrc":
+        open_writer = mrc_writer(shape, dtype, voxel)
     else:
         open_writer = _tiff_writer(shape, dtype, voxel)
     return _write_slices(stack, path, open_writer)
+
+
+def check_ngff(ngff: str | None, path: Path) -> None:
+    """``ngff`` is None, or a known NGFF version for an OME-Zarr ``path``."""
+    if ngff is None:
+        return
+    if ngff not in NGFF_VERSIONS:
+        raise ValueError(f"cannot write {path} as NGFF {ngff}: choose NGFF {' or '.join(NGFF_VERSIONS)}")
+    if not path.name.lower().endswith(".zarr"):
+        raise ValueError(
+            f"cannot write {path} as NGFF {ngff}: an NGFF version applies to OME-Zarr output; "
+            "name the output .zarr or .ome.zarr, or leave the NGFF version out"
+        )
 
 
 def checked_voxel_size(voxel_size) -> VoxelSize | None:
@@ -223,46 +254,5 @@ def _tiff_writer(shape: tuple[int, int, int], dtype: np.dtype, voxel: VoxelSize 
         # shaped=False: our ImageJ/OME description is written as given, pages go contiguously one by one.
         with tifffile.TiffWriter(temporary, bigtiff=bigtiff, shaped=False) as tif:
             yield lambda z, plane: tif.write(plane.astype(dtype, copy=False), **options)
-
-    return open_writer
-
-
-def ome_zarr_writer(
-    shape: tuple[int, int, int], dtype: np.dtype, voxel: VoxelSize | None, name: str
-) -> Callable:
-    import zarr
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import write_multiscales_metadata
-
-    depth, height, width = shape
-    if height * width * dtype.itemsize <= MAX_CHUNK_BYTES:
-        chunks = (1, height, width)
-    else:
-        chunks = (1, min(height, ZARR_TILE), min(width, ZARR_TILE))
-    if voxel:
-        axes = [{"name": axis, "type": "space", "unit": "nanometer"} for axis in "zyx"]
-        scale = list(voxel)
-    else:
-        axes = [{"name": axis, "type": "space"} for axis in "zyx"]
-        scale = [1.0, 1.0, 1.0]
-
-    @contextmanager
-    def open_writer(temporary: Path):
-        group = zarr.open_group(str(temporary), mode="w", zarr_format=3)
-        array = group.create_array(
-            "0", shape=shape, chunks=chunks, dtype=dtype, dimension_names=("z", "y", "x"), fill_value=0
-        )
-        write_multiscales_metadata(
-            group,
-            datasets=[{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-            fmt=FormatV05(),
-            axes=axes,
-            name=name,
-        )
-
-        def write_plane(z: int, plane: np.ndarray) -> None:
-            array[z] = plane.astype(dtype, copy=False)
-
-        yield write_plane
 
     return open_writer

@@ -42,6 +42,7 @@ def _layer(found: StackInfo, name: str) -> tuple:
         levels, scale = [level[0] for level in levels], scale[1:]
     meta = {
         "name": name,
+        "multiscale": len(levels) > 1,
         "scale": tuple(scale),
         "multiscale": len(levels) > 1,
         "metadata": {
