@@ -30,7 +30,7 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name)
 
 
-@pytest.mark.parametrize("name", ["out.tif", "out.ome.zarr"])
+@pytest.mark.parametrize("name", ["out.tif", "out.ome.zarr", "out.mrc"])
 def test_exact_round_trip_with_voxel_size(tmp_path, gala_stack, name):
     path = write_stack(gala_stack, tmp_path / name, voxel_size=(10.0, 10.0, 10.0))
     assert path == tmp_path / name
@@ -354,6 +354,9 @@ def test_mrc_written_slice_by_slice_and_read_back_with_voxel_size(tmp_path, gala
         assert (int(header.mode), imod_stamp == 1146047817) == ({np.uint8: 0, np.int16: 1}.get(dtype, 2),
                                                                 dtype == np.uint8)
         assert imod_flags == 0
+    back = open_stack(path)  # our reader follows the stamp: the values and type come back as written
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back.compute(), expected)
     assert _leftovers(tmp_path) == []
 
 
