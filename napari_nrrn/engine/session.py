@@ -100,18 +100,22 @@ class InferenceSession:
         output = np.empty((y1 - y0, x1 - x0), centre.dtype)
         block_outputs = [np.empty(output.shape, np.float32) for _ in self.fused.blocks] if blocks else []
         tiles = self.plan(shape, region)
-        start, done = time.perf_counter(), 0
-        for batch in self._batches(tiles):
-            for tile, pixels, per_block, cached in self._run(images, stats, batch, blocks, data_key):
-                ty0, ty1, tx0, tx1 = bounds(tile)
-                target = (slice(ty0 - y0, ty1 - y0), slice(tx0 - x0, tx1 - x0))
-                output[target] = pixels
-                for whole, part in zip(block_outputs, per_block, strict=True):
-                    whole[target] = part
-                done += 1
-                elapsed = time.perf_counter() - start
-                yield TileDone("denoise", done, len(tiles), elapsed, "tiles", bounds(tile), pixels, cached)
+        start = time.perf_counter()
+        results = self.iter_tiles(images, stats, tiles, blocks, data_key)
+        for done, (tile, pixels, per_block, cached) in enumerate(results, 1):
+            ty0, ty1, tx0, tx1 = bounds(tile)
+            target = (slice(ty0 - y0, ty1 - y0), slice(tx0 - x0, tx1 - x0))
+            output[target] = pixels
+            for whole, part in zip(block_outputs, per_block, strict=True):
+                whole[target] = part
+            elapsed = time.perf_counter() - start
+            yield TileDone("denoise", done, len(tiles), elapsed, "tiles", bounds(tile), pixels, cached)
         return output, block_outputs
+
+    def iter_tiles(self, images, stats, tiles: list[Tile], blocks=False, data_key=None):
+        """Yield (tile, pixels, per-block pixels, cached) for ``tiles`` in their order, batched."""
+        for batch in self._batches(tiles):
+            yield from self._run(images, stats, batch, blocks, data_key)
 
     def iter_view(self, images, stats, view: Callable[[], Region | None], data_key=None):
         """Yield ``TileDone`` per tile of the region ``view()`` returns, planned again before every batch: a
