@@ -1,9 +1,9 @@
 """What a stack will cost, stated before it starts: a short measurement on this device.
 
-The middle tiles of the middle slice run at the chosen depth and at depth 1, the first tile of each untimed
-(it sets the convolutions up). Their time per window pixel, times the window pixels of the whole-slice tile
-plan, gives a slice; times the slices, the stack. Reading and writing are not counted: on a local disk they are
-small beside the network on a CPU.
+The middle tiles of the middle slice run at the chosen depth and at depth 1, the first tile of each
+untimed (it sets the convolutions up). Their time per window pixel, times the window pixels of the
+whole-slice tile plan, gives a slice; times the slices, the stack. Reading and writing are not counted: on
+a local disk they are small beside the network on a CPU.
 """
 
 from __future__ import annotations
