@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import cpu_description, replace_section  # noqa: E402
 
-from napari_nrrn.engine.estimate import estimate_stack, format_hours  # noqa: E402
+from napari_nrrn.engine.estimate import estimate_stack  # noqa: E402
 from napari_nrrn.engine.events import run_to_end  # noqa: E402
 from napari_nrrn.engine.inference import denoise_stack  # noqa: E402
 from napari_nrrn.engine.normalise import slice_stats  # noqa: E402
@@ -152,7 +152,7 @@ def main() -> int:
         rows.append(
             (
                 f"stated cost of a {args.stack} stack / its run",
-                f"{format_hours(estimated)} / {format_hours(actual)} ({estimated / actual - 1:+.0%})",
+                f"{estimated:.1f} s / {actual:.1f} s ({estimated / actual - 1:+.0%})",
                 "within 20%",
             )
         )

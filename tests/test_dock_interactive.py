@@ -194,3 +194,58 @@ def test_the_stack_section_states_the_cost_before_the_run(
     assert re.fullmatch(estimate + r"\. Denoising gala to .*out\.tif…", status)
     assert [stage for stage, _ in shown[1:]] == ["write"] * 5
     assert widget.stack_section.stack_status.text().startswith(f"Saved {tmp_path / 'out.tif'}")
+
+
+def test_a_pan_during_a_preview_drops_the_tiles_that_left_the_view(
+    make_napari_viewer, qtbot, crop, model_path, monkeypatch
+):
+    """Every tile after the first waits for a gate; the view moves to the other corner meanwhile: the same
+    job then runs only tiles of the new view (the one in flight aside) and the layer shows that view."""
+    from napari_nrrn.engine import session as session_module
+
+    viewer = make_napari_viewer(show=True)  # a canvas with a size, so napari knows what is visible
+    widget, layer = open_dock(viewer, qtbot, crop, model_path)
+    section = widget.preview_section
+    section.tile_spin.setValue(8)
+    gate, runs = threading.Event(), []
+    run_batch = session_module.InferenceSession._run
+
+    def gated(self, *args):
+        if runs:
+            assert gate.wait(30), "the test never opened the gate"
+        runs.append(None)
+        return run_batch(self, *args)
+
+    monkeypatch.setattr(session_module.InferenceSession, "_run", gated)
+    viewer.camera.zoom *= 4  # about a quarter of the slice on screen
+
+    def look_at(y: float, x: float) -> tuple[int, int, int, int]:
+        viewer.camera.center = (viewer.camera.center[0], y, x)
+
+        def drawn() -> bool:  # napari updates the visible corners when it draws
+            region = section.region(layer)
+            return region is not None and region[0] <= y < region[1] and region[2] <= x < region[3]
+
+        qtbot.waitUntil(drawn, timeout=WAIT_MS)
+        return section.region(layer)
+
+    first_view = look_at(14.0, 14.0)
+    events = events_of(widget, PREVIEW_JOB)
+    with qtbot.waitSignal(widget.job_progress, timeout=WAIT_MS):
+        worker = section.preview()
+    second_view = look_at(50.0, 50.0)
+    assert section.preview() is worker  # the running job follows the view
+    gate.set()
+    qtbot.waitUntil(lambda: worker not in widget.jobs.values(), timeout=WAIT_MS)
+
+    def meets(bounds, region):
+        (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) = bounds, region
+        return y0 < ry1 and ry0 < y1 and x0 < rx1 and rx0 < x1
+
+    later = events[2:]  # the first tile and the one in flight at the pan belong to the first view
+    assert later and all(meets(event.bounds, second_view) for event in later)
+    assert not any(meets(event.bounds, first_view) for event in later)
+    y0, y1, x0, x1 = second_view
+    preview = viewer.layers["gala NRRN preview"]
+    full = denoise_slice(load_model(model_path), crop[1], crop[2], crop[3])
+    np.testing.assert_array_equal(preview.data[0], full[y0:y1, x0:x1])

@@ -35,9 +35,9 @@ import torch
 from napari_nrrn.engine.device import select_device
 from napari_nrrn.engine.events import Cancelled, Progress, run_to_end
 from napari_nrrn.engine.fused import FusedNRRN, cpu_has_native_bfloat16
-from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
+from napari_nrrn.engine.normalise import slice_stats
 from napari_nrrn.engine.session import InferenceSession, TileDone
-from napari_nrrn.engine.tiling import check_tile, plan_tiles, stitch
+from napari_nrrn.engine.tiling import plan_tiles, stitch
 from napari_nrrn.model.nrrn import NRRN
 
 # Tile cores in pixels per side (the largest core; cores are balanced, windows add the halo). On CPU, with one

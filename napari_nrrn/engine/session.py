@@ -120,15 +120,15 @@ class InferenceSession:
     def iter_view(self, images, stats, view: Callable[[], Region | None], data_key=None):
         """Yield ``TileDone`` per tile of the region ``view()`` returns, planned again before every batch: a
         tile that left the view is dropped, the tiles of the new view queued, centre first. Ends when the
-        current view's tiles are all done, or at once when ``view()`` returns None; returns the number of
-        tiles run."""
+        current view's tiles are all done, returning that view, or at once when ``view()`` returns None
+        (returning None)."""
         shape = images[1].shape
         finished: set[tuple[int, ...]] = set()
         start = time.perf_counter()
         while (region := view()) is not None:
             todo = [tile for tile in self.plan(shape, region) if _geometry(tile) not in finished]
             if not todo:
-                break
+                return region
             batch = self._batches(todo)[0]
             results = self._run(images, stats, batch, False, data_key)
             for index, (tile, pixels, _, cached) in enumerate(results):
@@ -137,7 +137,7 @@ class InferenceSession:
                 total = done + len(todo) - index - 1
                 elapsed = time.perf_counter() - start
                 yield TileDone("preview", done, total, elapsed, "tiles", bounds(tile), pixels, cached)
-        return len(finished)
+        return None
 
     def _batches(self, tiles: list[Tile]) -> list[list[Tile]]:
         """Consecutive tiles of one window shape, at most ``per_batch`` to a forward pass."""

@@ -256,18 +256,22 @@ class PreviewSection(DockSection):
 
         def on_event(event) -> None:
             self._painted[event.bounds] = event.pixels
-            if self._canvas is None:
+            name = result_name(layer.name, PREVIEW)
+            if self._canvas is None or name not in dock.viewer.layers:  # the first tile, or layer removed
                 self._follow(layer, z, self._view)
             else:
                 self._paint(event.bounds, event.pixels)
-                self._preview_layer(layer).refresh()
+                dock.viewer.layers[name].refresh()
             self.preview_status.setText(
                 f"Denoising {self._where(z)}: {event.total - event.done} tiles left"
                 + (" (from the cache)" if event.cached else "")
                 + "…"
             )
 
-        def done(_, __) -> None:
+        def done(finished_view, _) -> None:
+            if finished_view != self._view:  # the view moved as the job ended: preview it once it has
+                self._pending = True
+                return
             y0, y1, x0, x1 = self._view
             seconds = time.perf_counter() - started
             self.preview_status.setText(
@@ -311,9 +315,6 @@ class PreviewSection(DockSection):
         if layer is not None and (y0, x0) == (0, 0) and (y1, x1) == tuple(stack_data(layer).shape[-2:]):
             return f"slice {z}"
         return f"slice {z}, y {y0}:{y1}, x {x0}:{x1}"
-
-    def _preview_layer(self, layer):
-        return self.dock.viewer.layers[result_name(layer.name, PREVIEW)]
 
     def _follow(self, layer, z: int, region) -> None:
         """Make ``region`` the one the running preview computes and the preview layer shows: its raw pixels
