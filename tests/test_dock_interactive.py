@@ -112,6 +112,7 @@ def test_a_cache_of_zero_keeps_nothing_and_previews_the_same(make_napari_viewer,
     section = widget.preview_section
     section.cache_spin.setValue(0)
     section.whole_slice.setChecked(True)
+    viewer.dims.set_point(0, 0)
     events = events_of(widget, PREVIEW_JOB)
     for _ in range(2):
         run(qtbot, widget, section.preview)
@@ -217,14 +218,17 @@ def test_a_pan_during_a_preview_drops_the_tiles_that_left_the_view(
         return run_batch(self, *args)
 
     monkeypatch.setattr(session_module.InferenceSession, "_run", gated)
-    viewer.camera.zoom *= 4  # about a quarter of the slice on screen
+    viewer.camera.zoom *= 8  # a small part of the slice on screen
+    qtbot.waitUntil(lambda: section.region(layer) is not None, timeout=WAIT_MS)
 
     def look_at(y: float, x: float) -> tuple[int, int, int, int]:
+        before = section.region(layer)
         viewer.camera.center = (viewer.camera.center[0], y, x)
 
         def drawn() -> bool:  # napari updates the visible corners when it draws
             region = section.region(layer)
-            return region is not None and region[0] <= y < region[1] and region[2] <= x < region[3]
+            inside = region is not None and region[0] <= y < region[1] and region[2] <= x < region[3]
+            return inside and region != before
 
         qtbot.waitUntil(drawn, timeout=WAIT_MS)
         return section.region(layer)
@@ -234,6 +238,7 @@ def test_a_pan_during_a_preview_drops_the_tiles_that_left_the_view(
     with qtbot.waitSignal(widget.job_progress, timeout=WAIT_MS):
         worker = section.preview()
     second_view = look_at(50.0, 50.0)
+    assert first_view[1] < second_view[0] or first_view[3] < second_view[2], (first_view, second_view)
     assert section.preview() is worker  # the running job follows the view
     gate.set()
     qtbot.waitUntil(lambda: worker not in widget.jobs.values(), timeout=WAIT_MS)
