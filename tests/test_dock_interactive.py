@@ -167,8 +167,19 @@ def test_the_slices_around_are_prefetched_and_any_interaction_cancels_that(
 
 
 def test_a_view_showing_none_of_the_image_starts_nothing(make_napari_viewer, qtbot, crop, model_path):
+    """In world coordinates: the layer is scaled and moved, its pixels 64 x 4 nm from (8, -12) nm."""
+    from napari_nrrn.plugin._preview_section import view_outside
+
     viewer = make_napari_viewer()
-    widget, _ = open_dock(viewer, qtbot, crop, model_path)
+    widget, layer = open_dock(viewer, qtbot, crop, model_path)
+    layer.scale, layer.translate = (10.0, 4.0, 4.0), (30.0, 8.0, -12.0)
+    viewer.camera.zoom = 10.0  # 1 nm of the world is 10 screen pixels: a few dozen nm on screen
+    viewer.camera.center = (0, 8 + 32 * 4, -12 + 32 * 4)  # the middle of the slice
+    assert not view_outside(viewer, layer)
+    viewer.camera.center = (0, 8 + 32 * 4, -12 - 100)  # left of it, by more than half the view
+    assert view_outside(viewer, layer)
+    viewer.camera.center = (0, 8 + 64 * 4 + 100, -12 + 32 * 4)  # below it
+    assert view_outside(viewer, layer)
     viewer.camera.center = (0, 10_000, 10_000)
     assert widget.preview_section.preview() is None
     assert PREVIEW_JOB not in widget.jobs
