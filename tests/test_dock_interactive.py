@@ -153,9 +153,9 @@ def test_the_slices_around_are_prefetched_and_any_interaction_cancels_that(
     # unhindered, the prefetch fills the cache: the next slice is then served from it, every tile
     armed.clear()
     qtbot.waitUntil(lambda: PREVIEW_JOB not in widget.jobs, timeout=WAIT_MS)
-    run(qtbot, widget, section.preview)
-    qtbot.waitUntil(lambda: PREFETCH_JOB in widget.jobs, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: PREFETCH_JOB not in widget.jobs, timeout=WAIT_MS)
+    prefetch_ended = {"check_params_cb": lambda kind: kind == PREFETCH_JOB, "timeout": WAIT_MS}
+    with qtbot.waitSignal(widget.job_finished, **prefetch_ended):  # it starts as the preview ends
+        run(qtbot, widget, section.preview)
     assert not widget.jobs
     section.auto_preview.setChecked(False)
     events = events_of(widget, PREVIEW_JOB)
