@@ -1,5 +1,7 @@
 """``napari-nrrn denoise``: the file it writes equals the API's result; bad input leaves files alone."""
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -13,10 +15,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", ["denoised.tif", "denoised.ome.zarr"])
-def test_written_stack_equals_denoise_stack(tmp_path, stack_file, model_file, name):
+def test_written_stack_equals_denoise_stack(tmp_path, stack_file, model_file, name, capsys):
     out = tmp_path / name
     options = ["--model", str(model_file), "--tile", "48", "--precision", "float32"]
     assert main(["denoise", str(stack_file), str(out), *options]) == 0
+    # the cost is stated before the first slice runs
+    err = capsys.readouterr().err
+    assert re.search(r"6 slices of 0\.02 MP: about \d+ s at depth 2, \d+ s at depth 1 on this CPU", err)
+    assert err.index("slices of") < err.index("denoise")
     expected = denoise_stack(
         load_model(model_file), tifffile.imread(stack_file), tile=48, precision="float32"
     )

@@ -7,6 +7,7 @@ import tifffile
 import torch
 
 from napari_nrrn.engine import inference
+from napari_nrrn.engine import session as session_module
 from napari_nrrn.engine.events import Progress
 from napari_nrrn.engine.fused import FusedNRRN
 from napari_nrrn.engine.inference import (
@@ -19,6 +20,7 @@ from napari_nrrn.engine.inference import (
     slice_triplet,
 )
 from napari_nrrn.engine.normalise import slice_stats, zscore
+from napari_nrrn.engine.session import cast_like
 from napari_nrrn.engine.tiling import plan_tiles
 from napari_nrrn.model.nrrn import NRRN
 
@@ -111,12 +113,12 @@ def test_uint8_output_is_the_rounded_clipped_float_output(model, gala):
 def test_integer_outputs_are_clipped_to_the_dtype_and_floats_are_not():
     image = np.array([[-3.4, 0.5, 1.6], [254.5, 300.0, 70000.2]])
     np.testing.assert_array_equal(
-        inference._cast_like(image, np.dtype(np.uint8)), [[0, 0, 2], [254, 255, 255]]
+        cast_like(image, np.dtype(np.uint8)), [[0, 0, 2], [254, 255, 255]]
     )
     np.testing.assert_array_equal(
-        inference._cast_like(image, np.dtype(np.int16)), [[-3, 0, 2], [254, 300, 32767]]
+        cast_like(image, np.dtype(np.int16)), [[-3, 0, 2], [254, 300, 32767]]
     )
-    np.testing.assert_array_equal(inference._cast_like(image, np.dtype(np.float32)), image.astype(np.float32))
+    np.testing.assert_array_equal(cast_like(image, np.dtype(np.float32)), image.astype(np.float32))
 
 
 def test_int16_detector_data_keeps_its_dtype(model, shared_data):
@@ -288,3 +290,18 @@ def test_precision_choice():
     assert inference_dtype("cpu", "float32") == torch.float32
     assert inference_dtype("cuda", "auto") == torch.float16
     assert inference_dtype("cpu", "auto") in (torch.bfloat16, torch.float32)
+
+
+def test_a_stack_builds_the_fast_network_once(model, gala, monkeypatch):
+    """One inference session per stack, not a FusedNRRN per slice."""
+    built = []
+    original = session_module.FusedNRRN
+
+    def counted(*args, **kwargs):
+        built.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "FusedNRRN", counted)
+    denoise_stack(model, gala[:4], precision="float32").compute(scheduler="threads")
+    list(iter_denoise_slices(model, gala[:3], precision="float32"))
+    assert len(built) == 2

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_nrrn.cli.progress import drain
     from napari_nrrn.engine.device import select_device
+    from napari_nrrn.engine.estimate import estimate_stack
     from napari_nrrn.engine.inference import check_stack, denoise_stack, inference_dtype
     from napari_nrrn.io.stack import open_stack, voxel_size
     from napari_nrrn.io.writers import iter_write_stack
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     )
     voxel = voxel_size(source, args.z_step)
     writing = iter_write_stack(denoised, output, voxel_size=voxel, overwrite=args.overwrite, ngff=args.ngff)
+    # What it will cost, measured here, once the output is known to be writable and before any slice runs.
+    print(estimate_stack(model, stack, args.tile, device, dtype).line(), file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         # One process: dask's threads here, even where a distributed client is active in this process.

@@ -6,8 +6,10 @@ dtype (integers rounded and clipped to the dtype's range, floats not clipped). A
 one neighbour serves as both. Slices are processed in tiles with an exact halo (see ``tiling.py``), batched
 per forward pass, with the fast forward of ``fused.py``.
 
-A region of a slice runs the forward passes of the whole-slice run that make its pixels, the same windows in
-the same batches: its output equals that crop of the whole-slice output bit for bit, at any precision.
+A region of a slice is tiled for itself (``tiling.plan_region``), its windows normalised with the whole
+slices' statistics: its output equals that crop of the whole-slice output but for the float rounding of
+other window shapes (within one grey level, identical at 99.99% of pixels or more). Tiles run centre
+first and each finished tile is an event (``session.TileDone``).
 
 Non-finite pixels (NaN, +-inf in floating-point stacks) are left out of the statistics and enter the network
 as the slice mean (0 after z-scoring); the output keeps the centre's own non-finite value there and is finite
@@ -33,8 +35,9 @@ import torch
 from napari_nrrn.engine.device import select_device
 from napari_nrrn.engine.events import Cancelled, Progress, run_to_end
 from napari_nrrn.engine.fused import FusedNRRN, cpu_has_native_bfloat16
-from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore
-from napari_nrrn.engine.tiling import Tile, check_tile, plan_tiles, stitch
+from napari_nrrn.engine.normalise import slice_stats
+from napari_nrrn.engine.session import InferenceSession, TileDone
+from napari_nrrn.engine.tiling import plan_tiles, stitch
 from napari_nrrn.model.nrrn import NRRN
 from napari_nrrn.words import plural
 
@@ -100,14 +103,6 @@ def _check_triplet(prev, centre, next) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return arrays
 
 
-def _cast_like(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``image`` as ``dtype``: integers rounded and clipped to the dtype's range, floats cast as they are."""
-    if np.issubdtype(dtype, np.integer):
-        limits = np.iinfo(dtype)
-        return np.clip(np.rint(image), limits.min, limits.max).astype(dtype)
-    return image.astype(dtype)
-
-
 Region = tuple[int, int, int, int]
 SliceStats = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
 
@@ -130,81 +125,28 @@ def check_region(region, shape: tuple[int, int]) -> Region:
     return y0, y1, x0, x1
 
 
-def _in_region(tile: Tile, region: Region) -> Tile | None:
-    """``tile`` with its core cut to ``region`` and given in region coordinates; None if they do not meet."""
-    y0, y1, x0, x1 = region
-    core_y, core_x = tile.core
-    top, bottom = max(core_y.start, y0), min(core_y.stop, y1)
-    left, right = max(core_x.start, x0), min(core_x.stop, x1)
-    if top >= bottom or left >= right:
-        return None
-    window_y, window_x = tile.window
-    return Tile(
-        window=tile.window,
-        core=(slice(top - y0, bottom - y0), slice(left - x0, right - x0)),
-        crop=(
-            slice(top - window_y.start, bottom - window_y.start),
-            slice(left - window_x.start, right - window_x.start),
-        ),
-    )
-
-
-def _batches(
-    shape, tile: int, halo: int, per_batch: int, region: Region
-) -> list[list[tuple[Tile, Tile | None]]]:
-    """The whole-image plan in batches of ``per_batch`` tiles, each tile with its part of ``region`` (None
-    where it has none); only the batches with a part of it."""
-    plan = plan_tiles(shape, tile, halo)
-    batches = []
-    for first in range(0, len(plan), per_batch):
-        batch = [(tile, _in_region(tile, region)) for tile in plan[first : first + per_batch]]
-        if any(part is not None for _, part in batch):
-            batches.append(batch)
-    return batches
-
-
-def run_tiles(
-    fused: FusedNRRN,
-    images,
-    tile: int,
-    halo: int,
-    blocks: bool = False,
-    per_batch=None,
-    region: Region | None = None,
-    stats: SliceStats | None = None,
-):
-    """Run ``fused`` over (prev, centre, next) images, ``per_batch`` tiles per forward pass (default: 1 on
-    CPU, where more was not faster, GPU_TILES_PER_BATCH on CUDA). Yields Progress per batch; returns the
-    stitched z-scored output and the per-block outputs (StopIteration.value).
-
-    ``stats``: the images' whole-slice statistics, each window is z-scored with them as it is cut (None: the
-    images are z-scored already). With ``region`` (y0, y1, x0, x1), only the batches of the whole-image run
-    whose tiles meet it run, unchanged, and the outputs are that region.
-    """
+def run_tiles(fused: FusedNRRN, images, tile: int, halo: int, blocks: bool = False, per_batch=None):
+    """Run ``fused`` over z-scored (prev, centre, next) images by the whole-slice plan, ``per_batch`` tiles
+    per forward pass (default: 1 on CPU, GPU_TILES_PER_BATCH on CUDA): the forward passes alone, for
+    benchmarks. Yields Progress per batch; returns the stitched output and the per-block outputs."""
     shape = images[0].shape
     on_gpu = fused.device.type == "cuda"
     if per_batch is None:
         per_batch = GPU_TILES_PER_BATCH if on_gpu else 1
-    region = (0, shape[0], 0, shape[1]) if region is None else region
-    batches = _batches(shape, tile, halo, per_batch, region)
-    region_shape = (region[1] - region[0], region[3] - region[2])
-    output = np.empty(region_shape, np.float32)
-    block_outputs = [np.empty(region_shape, np.float32) for _ in range(len(fused.blocks))] if blocks else []
+    plan = plan_tiles(shape, tile, halo)
+    output = np.empty(shape, np.float32)
+    block_outputs = [np.empty(shape, np.float32) for _ in range(len(fused.blocks))] if blocks else []
     start = time.perf_counter()
+    batches = [plan[first : first + per_batch] for first in range(0, len(plan), per_batch)]
     for done, batch in enumerate(batches, 1):
         windows = []
-        for index, image in enumerate(images):
-            cut = np.stack([image[tile.window] for tile, _ in batch])
-            host = torch.from_numpy(cut if stats is None else zscore(cut, stats[index])).unsqueeze(1)
-            if on_gpu:
-                host = host.pin_memory()
-            windows.append(host.to(fused.device, non_blocking=on_gpu))
+        for image in images:
+            host = torch.from_numpy(np.stack([image[tile.window] for tile in batch])).unsqueeze(1)
+            windows.append((host.pin_memory() if on_gpu else host).to(fused.device, non_blocking=on_gpu))
         estimate, per_block = fused(*windows, blocks=blocks)
-        kept = [index for index, (_, part) in enumerate(batch) if part is not None]
-        parts = [batch[index][1] for index in kept]
-        stitch(output, parts, estimate[kept, 0].cpu().numpy())
+        stitch(output, batch, estimate[:, 0].cpu().numpy())
         for target, block in zip(block_outputs, per_block, strict=True):
-            stitch(target, parts, block[kept, 0].cpu().numpy())
+            stitch(target, batch, block[:, 0].cpu().numpy())
         yield Progress("denoise", done, len(batches), time.perf_counter() - start, "tiles")
     return output, block_outputs
 
@@ -236,43 +178,44 @@ def iter_denoise_slice(
     precision="auto",
     region=None,
     stats=None,
-) -> Iterator[Progress]:
-    """``denoise_slice`` as a generator: yields Progress per batch of tiles and returns what ``denoise_slice``
-    returns (StopIteration.value). A caller cancels by asking for no more events: the work stops between two
-    batches of tiles."""
+    session: InferenceSession | None = None,
+    data_key=None,
+) -> Iterator[TileDone]:
+    """``denoise_slice`` as a generator: yields ``TileDone`` per tile (its pixels and place, centre first)
+    and returns what ``denoise_slice`` returns (StopIteration.value). A caller cancels by asking for no
+    more events: the work stops between two batches of tiles.
+
+    ``session``: an ``InferenceSession`` to run in (it then decides device, precision and tile; ``model``
+    is only checked against it), e.g. one per stack; ``data_key`` names the slice for the session's tile
+    cache."""
     prev, centre, next = _check_triplet(prev, centre, next)
     region = None if region is None else check_region(region, centre.shape)
     stats = _checked_stats(stats, (prev, centre, next))
-    device = select_device(device)
-    halo = model.halo
-    tile = default_tile(device) if tile is None else int(tile)
-    check_tile(tile, halo)
-    fused = FusedNRRN(model, device, inference_dtype(device, precision))
+    if session is None:
+        device = select_device(device)
+        session = InferenceSession(model, device, inference_dtype(device, precision), tile)
+    elif session.halo != model.halo:
+        raise ValueError(
+            f"the session was built for a model of halo {session.halo}, not this one's {model.halo}"
+        )
     while True:
         try:
-            output, block_outputs = yield from run_tiles(
-                fused, (prev, centre, next), tile, halo, blocks, region=region, stats=stats
+            output, block_outputs = yield from session.iter_slice(
+                (prev, centre, next), stats, region, blocks, data_key
             )
             break
         except torch.cuda.OutOfMemoryError:
-            if tile // 2 < halo:
+            if session.tile // 2 < session.halo:
                 raise
             torch.cuda.empty_cache()
             warnings.warn(
-                f"GPU out of memory with {tile}-pixel tiles: retrying the slice with {tile // 2}-pixel tiles",
+                f"GPU out of memory with {session.tile}-pixel tiles: retrying the slice with "
+                f"{session.tile // 2}-pixel tiles",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            tile //= 2
-    centre_part = centre if region is None else centre[region[0] : region[1], region[2] : region[3]]
-    denoised = _cast_like(unzscore(output, stats[1]), centre.dtype)
-    block_outputs = [unzscore(block, stats[1]).astype(np.float32) for block in block_outputs]
-    if np.issubdtype(centre.dtype, np.floating):
-        # Where the centre has no value, neither has the output: its own NaN or infinity, not an estimate.
-        missing = ~np.isfinite(centre_part)
-        for image in (denoised, *block_outputs):
-            image[missing] = centre_part[missing]
-    return (denoised, block_outputs) if blocks else denoised
+            session.tile //= 2
+    return (output, block_outputs) if blocks else output
 
 
 def denoise_slice(
@@ -351,16 +294,16 @@ def run_unless_stopped(events, should_stop):
 
 def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto", should_stop=None) -> da.Array:
     """The denoised stack, lazily: a dask array of the same shape and dtype, one chunk per slice; computing
-    slice z reads input slices z-1, z and z+1 only.
+    slice z reads input slices z-1, z and z+1 only. All slices run in one ``InferenceSession``.
 
     ``should_stop``: a callable checked between batches of tiles; when it returns True, the slice being
     computed stops there and raises ``Cancelled`` (a writer computing the stack then removes its partial
     output).
     """
     check_stack(stack)
-    if tile is not None:
-        check_tile(int(tile), model.halo)
-    inference_dtype(select_device(device), precision)  # a bad device or precision fails now, not per slice
+    device = select_device(device)
+    # One session for the stack: the fast network is built once (a bad tile, device or precision fails now).
+    session = InferenceSession(model, device, inference_dtype(device, precision), tile)
     stack = _as_slice_chunked(stack)
     depth = stack.shape[0]
     # Neighbour stacks, one slice per chunk: at each end the one neighbour stands in for the missing one.
@@ -370,7 +313,7 @@ def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto", 
     def denoise_chunk(prev, centre, next, block_info=None):
         triplet = (prev[0], centre[0], next[0])
         stats = triplet_stats(triplet, block_info[None]["chunk-location"][0], depth)
-        events = iter_denoise_slice(model, *triplet, tile, device, precision=precision, stats=stats)
+        events = iter_denoise_slice(model, *triplet, stats=stats, session=session)
         return (run_to_end(events) if should_stop is None else run_unless_stopped(events, should_stop))[None]
 
     return da.map_blocks(denoise_chunk, before, stack, after, dtype=stack.dtype, token="nrrn-denoise")
@@ -380,5 +323,7 @@ def iter_denoise_slices(model: NRRN, stack, zs=None, tile=None, device=None, pre
     """Yield ``(z, denoised slice)`` for each z of ``zs`` (default: all), reading three slices per step: the
     widget and scripts drive it, showing progress and stopping between slices."""
     check_stack(stack)
+    device = select_device(device)
+    session = InferenceSession(model, device, inference_dtype(device, precision), tile)
     for z in range(stack.shape[0]) if zs is None else zs:
-        yield z, denoise_slice(model, *slice_triplet(stack, z), tile=tile, device=device, precision=precision)
+        yield z, run_to_end(iter_denoise_slice(model, *slice_triplet(stack, z), session=session))

@@ -2,7 +2,13 @@
 slice or the view changes.
 
 A preview of the visible region takes its normalisation from the whole slices (cached per layer and slice,
-so a pan or a zoom does not recompute it), so its pixels equal those of the full run there exactly.
+so a pan or a zoom does not recompute it), so its pixels equal those of the full run there (within one grey
+level: the region is tiled for itself). Tiles are computed centre of the view first and each is painted as
+it finishes, over the raw pixels; the status says how many are left. A pan or zoom while a preview of the
+same slice runs does not restart it: the running job plans the new view between two tiles, dropping the
+tiles that left it. Finished tiles are kept in a tile cache (a setting; 0 turns it off), so returning to a
+view or a slice costs nothing; when the view rests, the same region of the slices above and below is
+denoised in the background (prefetch, with auto-preview), cancelled by any interaction.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QLabel, QPushButton, QSpinBox
 
+from napari_nrrn.engine.tile_cache import DEFAULT_CACHE_BYTES, TileCache
 from napari_nrrn.plugin._denoise_layers import (
     PREVIEW,
     current_slice,
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
 
 PREVIEW_JOB = "preview"
+PREFETCH_JOB = "prefetch"
 # Auto-preview waits this long after the last slice or view change, so scrolling through z or panning
 # starts one job, not many.
 PREVIEW_DEBOUNCE_MS = 300
@@ -49,6 +58,41 @@ def slice_events(model, stack, z: int, stats_of=None, **options):
     stats = None if stats_of is None else stats_of(slices)
     result = yield from iter_denoise_slice(model, *slices, stats=stats, **options)
     return result, slices[1]
+
+
+def view_events(session, stack, z: int, stats_of, view, data_key, centre_out: list):
+    """The engine's tile events for the part of slice ``z`` of ``stack`` that ``view()`` returns, following
+    it (``InferenceSession.iter_view``). The slices are read here, in the worker (a lazy stack may be slow
+    to read); the centre slice goes into ``centre_out`` before the first tile, for the raw pixels around the
+    finished tiles."""
+    slices = triplet(stack, z)
+    centre_out.append(slices[1])
+    return (yield from session.iter_view(slices, stats_of(slices), view, data_key))
+
+
+def prefetch_events(session, stack, zs, stats_of, region, data_key):
+    """Fill the session's tile cache with ``region`` of the slices ``zs``, one tile per event."""
+    for z in zs:
+        slices = triplet(stack, z)
+        yield from session.iter_view(slices, stats_of(z)(slices), lambda: region, data_key(z))
+
+
+def view_outside(viewer, layer) -> bool:
+    """True when the canvas (a 2-D view) shows no pixel of the layer's slice: a view panned off the image."""
+    dims = viewer.dims
+    if dims.ndisplay != 2:
+        return False
+    camera = viewer.scene.camera
+    half = np.asarray(viewer.canvas.viewbox_size(viewer.layers), float) / (2 * camera.zoom)
+    corners = []
+    for dy in (-1, 1):
+        for dx in (-1, 1):
+            point = np.array(dims.point, float)
+            point[-2:] = camera.center[-2] + dy * half[0], camera.center[-1] + dx * half[1]
+            corners.append(layer.world_to_data(point)[-2:])
+    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
+    last = np.asarray(stack_data(layer).shape[-2:]) - 0.5
+    return bool(np.any(high < -0.5) or np.any(low > last))
 
 
 class SliceStatsCache:
@@ -92,8 +136,15 @@ class PreviewSection(DockSection):
         super().__init__("3. Preview")
         self.dock = dock
         self.stats_cache = SliceStatsCache()
+        self.tile_cache = TileCache(DEFAULT_CACHE_BYTES)
+        self._session = None  # (its key, the InferenceSession): the fast network is built once per model
+        self._data_versions: dict = {}  # layer id -> how many times its data was replaced (cache keys)
         self._pending = False
-        self._previewed: tuple | None = None  # (layer, z, region) of the last preview started
+        self._previewed: tuple | None = None  # (layer, z, region) of the last preview started or followed
+        self._view: tuple | None = None  # the region the running preview follows, read by its worker
+        self._painted: dict = {}  # tile bounds -> pixels of the running preview's slice
+        self._canvas = None  # (region, image): the preview layer's pixels, painted tile by tile
+        self._centre: list = []  # the running preview's centre slice, once its worker has read it
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 1 << 16)
         self.tile_spin.setSingleStep(256)
@@ -102,6 +153,16 @@ class PreviewSection(DockSection):
             "Tile size in pixels for preview and full run (the result is the same; smaller tiles use less "
             "memory, e.g. on a GPU)"
         )
+        self.cache_spin = QSpinBox()
+        self.cache_spin.setRange(0, 1 << 20)
+        self.cache_spin.setSingleStep(256)
+        self.cache_spin.setSuffix(" MiB")
+        self.cache_spin.setSpecialValueText("off")
+        self.cache_spin.setValue(DEFAULT_CACHE_BYTES >> 20)
+        self.cache_spin.setToolTip(
+            "Memory for finished preview tiles: returning to a view or a slice shows them at once"
+        )
+        self.cache_spin.valueChanged.connect(self._resize_cache)
         self.whole_slice = QCheckBox("Whole slice")
         self.whole_slice.setToolTip(
             "Denoise the whole slice, not only the part on screen (the pixels on screen are the same)"
@@ -110,9 +171,13 @@ class PreviewSection(DockSection):
         self.preview_button.clicked.connect(lambda: self.preview())
         self.whole_slice.toggled.connect(self._name_button)
         self.auto_preview = QCheckBox("Re-run when the slice or the view changes")
+        self.auto_preview.setToolTip(
+            "When the view rests, the slices above and below are denoised too, in the background"
+        )
         self.preview_status = QLabel()
         self.preview_status.setWordWrap(True)
         self.addWidget(labelled("Tile", self.tile_spin))
+        self.addWidget(labelled("Tile cache", self.cache_spin))
         self.addWidget(self.whole_slice)
         self.addWidget(self.preview_button)
         self.addWidget(self.auto_preview)
@@ -140,62 +205,180 @@ class PreviewSection(DockSection):
         """What the preview denoises: the visible part of the slice (None: the whole slice)."""
         return None if self.whole_slice.isChecked() else visible_region(self.dock.viewer, layer)
 
+    def session(self, model, device):
+        """The inference session of ``model`` on ``device`` at the chosen tile, built once and kept while they
+        stay the same (the model by its weights: the depth explorer hands out a new cut per run)."""
+        from napari_nrrn.engine.session import InferenceSession
+        from napari_nrrn.engine.tile_cache import model_fingerprint
+
+        tile = self.tile()
+        key = (model_fingerprint(model), device, tile, self.tile_cache.max_bytes)
+        if self._session is None or self._session[0] != key:
+            self._session = key, InferenceSession(model, device, tile=tile, cache=self.tile_cache)
+        return self._session[1]
+
     def preview(self):
         """Denoise what is on screen of the slice on screen (or the whole slice) into "<input> NRRN preview",
-        a one-slice layer placed over that part of the slice.
+        a one-slice layer placed over that part of the slice, painted tile by tile.
 
-        A preview asked for while one runs stops the running one (between tiles) and starts once it ended.
+        While a preview of the same slice runs, it follows the new view instead; a preview of another slice
+        stops the running one (between tiles) and starts once it ended. A view showing nothing of the
+        slice starts nothing and says so.
         """
-        running = self.dock.jobs.get(PREVIEW_JOB)
-        if running is not None:
-            self._pending = True
-            running.quit()
-            return running
         dock = self.dock
         layer, model = dock.require_stack(), dock.require_model()
         if layer is None or model is None:
             return None
-        z, region = current_slice(layer, dock.viewer.dims.point), self.region(layer)
-        self._previewed = (layer, z, region)
+        self.cancel_prefetch()
+        z = current_slice(layer, dock.viewer.dims.point)
+        if not self.whole_slice.isChecked() and view_outside(dock.viewer, layer):
+            self.preview_status.setText(
+                f"No part of {layer.name} is on screen: pan or zoom to it to preview it."
+            )
+            return None
         stack = stack_data(layer)
-        where = (
-            f"slice {z}"
-            if region is None
-            else f"slice {z}, y {region[0]}:{region[1]}, x {region[2]}:{region[3]}"
-        )
+        height, width = (int(n) for n in stack.shape[-2:])
+        region = self.region(layer)
+        whole = (0, height, 0, width)
+        running = dock.jobs.get(PREVIEW_JOB)
+        if running is not None:
+            if self._previewed is not None and self._previewed[:2] == (layer, z) and not running.cancelled:
+                self._previewed = (layer, z, region)
+                self._follow(layer, z, whole if region is None else region)
+                return running
+            self._pending = True
+            running.quit()
+            return running
+        self._previewed = (layer, z, region)
+        self._painted, self._centre, self._canvas = {}, [], None
+        self._view = whole if region is None else region
         started = time.perf_counter()
 
-        def done(result, _) -> None:
-            output, _centre = result
-            origin = (0, 0) if region is None else (region[0], region[2])
-            placed = slice_result(layer, z, output, origin)
-            show_result(dock.viewer, result_name(layer.name, PREVIEW), layer, *placed)
-            seconds = time.perf_counter() - started
+        def on_event(event) -> None:
+            self._painted[event.bounds] = event.pixels
+            name = result_name(layer.name, PREVIEW)
+            if self._canvas is None or name not in dock.viewer.layers:  # the first tile, or layer removed
+                self._follow(layer, z, self._view)
+            else:
+                self._paint(event.bounds, event.pixels)
+                dock.viewer.layers[name].refresh()
             self.preview_status.setText(
-                f"{where.capitalize()} ({output.shape[0]}×{output.shape[1]} px) denoised in {seconds:.2f} s."
+                f"Denoising {self._where(z)}: {event.total - event.done} tiles left"
+                + (" (from the cache)" if event.cached else "")
+                + "…"
             )
 
-        def stopped() -> None:
-            self.preview_status.setText(f"Preview of {where} stopped.")
+        def done(finished_view, _) -> None:
+            if finished_view != self._view:  # the view moved as the job ended: preview it once it has
+                self._pending = True
+                return
+            y0, y1, x0, x1 = self._view
+            seconds = time.perf_counter() - started
+            self.preview_status.setText(
+                f"{self._where(z).capitalize()} ({y1 - y0}×{x1 - x0} px) denoised in {seconds:.2f} s."
+            )
+            if self.auto_preview.isChecked():
+                self._prefetch(layer, z, self._view)
 
-        self.preview_status.setText(f"Denoising {where}…")
-        self.stats_cache.watch(layer)
-        stats_of = self.stats_cache.getter(layer, z, int(stack.shape[0]))
-        model, tile, device = dock.model_for_run(), self.tile(), dock.device()
+        def stopped() -> None:
+            self.preview_status.setText(f"Preview of {self._where(z)} stopped.")
+
+        self.preview_status.setText(f"Denoising {self._where(z)}…")
+        stats_of = self._stats_getter(layer, z)
+        session = self.session(dock.model_for_run(), dock.device())
+        data_key = self._data_key(layer, z)
+        centre = self._centre
         return dock.run_job(
             PREVIEW_JOB,
-            lambda _: slice_events(model, stack, z, stats_of, tile=tile, device=device, region=region),
-            doing=f"computing the preview of {where} of {layer.name}",
+            lambda _: view_events(session, stack, z, stats_of, lambda: self._view, data_key, centre),
+            doing=f"computing the preview of {self._where(z)} of {layer.name}",
             total=1,
-            describe=lambda event: f"NRRN preview of {where}: tile {event.done}/{event.total}",
+            describe=lambda event: f"NRRN preview of slice {z}: tile {event.done}/{event.total}",
+            on_event=on_event,
             on_done=done,
             on_stopped=stopped,
         )
+
+    def cancel_prefetch(self) -> None:
+        self.dock.cancel(PREFETCH_JOB)
 
     def update_buttons(self) -> None:
         dock = self.dock
         ready = dock.model is not None and dock.input_layer is not None
         self.preview_button.setEnabled(ready and not dock.is_training())
+
+    # ---------------------------------------------------------------- painting
+
+    def _where(self, z: int) -> str:
+        layer = self._previewed[0] if self._previewed else None
+        y0, y1, x0, x1 = self._view
+        if layer is not None and (y0, x0) == (0, 0) and (y1, x1) == tuple(stack_data(layer).shape[-2:]):
+            return f"slice {z}"
+        return f"slice {z}, y {y0}:{y1}, x {x0}:{x1}"
+
+    def _follow(self, layer, z: int, region) -> None:
+        """Make ``region`` the one the running preview computes and the preview layer shows: its raw pixels
+        (once read) with every tile finished so far painted over them."""
+        self._view = region
+        if not self._centre:  # nothing read yet: the first tile builds the layer
+            return
+        y0, y1, x0, x1 = region
+        image = np.array(self._centre[0][y0:y1, x0:x1])
+        self._canvas = region, image
+        for bounds, pixels in self._painted.items():
+            self._paint(bounds, pixels)
+        placed = slice_result(layer, z, image, (y0, x0))
+        show_result(self.dock.viewer, result_name(layer.name, PREVIEW), layer, *placed)
+
+    def _paint(self, bounds, pixels) -> None:
+        (y0, y1, x0, x1), image = self._canvas
+        top, bottom = max(bounds[0], y0), min(bounds[1], y1)
+        left, right = max(bounds[2], x0), min(bounds[3], x1)
+        if top < bottom and left < right:
+            image[top - y0 : bottom - y0, left - x0 : right - x0] = pixels[
+                top - bounds[0] : bottom - bounds[0], left - bounds[2] : right - bounds[2]
+            ]
+
+    # ---------------------------------------------------------------- caches and prefetch
+
+    def _stats_getter(self, layer, z: int):
+        self.stats_cache.watch(layer)
+        if layer.unique_id not in self._data_versions:
+            self._data_versions[layer.unique_id] = 0
+            layer.events.data.connect(lambda _: self._new_data(layer.unique_id))
+        return self.stats_cache.getter(layer, z, int(stack_data(layer).shape[0]))
+
+    def _data_key(self, layer, z: int):
+        """What names the pixels of slice ``z`` of ``layer`` in the tile cache: new data, a new key."""
+        return layer.unique_id, self._data_versions.get(layer.unique_id, 0), z
+
+    def _new_data(self, layer_id) -> None:
+        self._data_versions[layer_id] += 1
+
+    def _resize_cache(self, mebibytes: int) -> None:
+        self.tile_cache = TileCache(mebibytes << 20)
+        self._session = None
+
+    def _prefetch(self, layer, z: int, region) -> None:
+        """Denoise ``region`` of slices z-1 and z+1 into the tile cache, in the background; any interaction
+        cancels it (``_on_view_change``, ``preview``)."""
+        depth = int(stack_data(layer).shape[0])
+        zs = [n for n in (z + 1, z - 1) if 0 <= n < depth]
+        if not zs or self.tile_cache.max_bytes == 0 or self.dock.model is None:
+            return
+        stack, session = stack_data(layer), self.session(self.dock.model_for_run(), self.dock.device())
+        getters = {n: self._stats_getter(layer, n) for n in zs}
+        keys = {n: self._data_key(layer, n) for n in zs}
+        self.dock.run_job(
+            PREFETCH_JOB,
+            lambda _: prefetch_events(session, stack, zs, getters.__getitem__, region, keys.__getitem__),
+            doing=f"denoising slices {zs} of {layer.name} ahead",
+            total=1,
+            describe=lambda event: f"NRRN prefetch of slices {zs}: tile {event.done}/{event.total}",
+            on_done=lambda _, __: None,
+        )
+
+    # ---------------------------------------------------------------- auto-preview
 
     def _name_button(self, whole: bool) -> None:
         self.preview_button.setText("Preview this slice" if whole else "Preview what is on screen")
@@ -206,6 +389,7 @@ class PreviewSection(DockSection):
             self.preview()
 
     def _on_view_change(self, event=None) -> None:
+        self.cancel_prefetch()
         if self.auto_preview.isChecked():
             self._timer.start()
 

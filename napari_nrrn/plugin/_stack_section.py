@@ -18,6 +18,19 @@ if TYPE_CHECKING:
     from napari_nrrn.plugin.denoise_widget import DenoiseWidget
 
 STACK_JOB = "stack"
+ESTIMATE = "estimate"
+
+
+def estimated_then(model, stack, tile, device, writing):
+    """First an event whose message states what the run will cost (a short measurement, in the worker),
+    then the writer's events: the estimate is on screen before the first slice is denoised."""
+    from napari_nrrn.engine.estimate import estimate_stack
+    from napari_nrrn.progress import Progress
+
+    started = time.perf_counter()
+    line = estimate_stack(model, stack, tile, device).line()
+    yield Progress(ESTIMATE, 0, int(stack.shape[0]), time.perf_counter() - started, line)
+    return (yield from writing)
 OUTPUT_FILTER = "TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr *.zarr)"
 
 
@@ -62,6 +75,8 @@ class StackSection(DockSection):
         voxel = voxel_size(layer)
 
         def describe(event) -> str:
+            if event.stage == ESTIMATE:
+                return f"NRRN denoising {layer.name}: {event.message}"
             return (
                 f"NRRN denoising {layer.name}: {event.done}/{plural(event.total, 'slice')}, "
                 f"{event.rate:.2f} slices/s, "
@@ -79,20 +94,31 @@ class StackSection(DockSection):
             self._written = None
             self.stack_status.setText(f"Cancelled: {path.name} was not written.")
 
-        self.stack_status.setText(f"Denoising {layer.name} to {path}…")
+        def on_event(event) -> None:
+            if event.stage == ESTIMATE:
+                self.stack_status.setText(f"{event.message}. Denoising {layer.name} to {path}…")
+
+        self.stack_status.setText(f"Measuring what denoising {layer.name} will cost…")
         self._written = path  # before the start: napari's progress bar may handle the job's end in it
         worker = dock.run_job(
             STACK_JOB,
-            lambda should_stop: iter_write_stack(
-                # should_stop: a cancel lands between two tiles, not only between two slices
-                denoise_stack(model, stack, tile=tile, device=device, should_stop=should_stop),
-                path,
-                voxel_size=voxel,
-                overwrite=overwrite,
+            lambda should_stop: estimated_then(
+                model,
+                stack,
+                tile,
+                device,
+                iter_write_stack(
+                    # should_stop: a cancel lands between two tiles, not only between two slices
+                    denoise_stack(model, stack, tile=tile, device=device, should_stop=should_stop),
+                    path,
+                    voxel_size=voxel,
+                    overwrite=overwrite,
+                ),
             ),
             doing=f"denoising {layer.name} to {path}",
             total=int(stack.shape[0]),
             describe=describe,
+            on_event=on_event,
             on_done=done,
             on_stopped=stopped,
         )
