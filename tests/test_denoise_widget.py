@@ -297,10 +297,13 @@ def test_depth_explorer_shows_every_depth_with_resin_iqr_and_cost(dock, qtbot, c
 
     output, depths = denoise_slice(load_model(model_path), crop[1], crop[2], crop[3], blocks=True)
     shown = viewer.layers["gala NRRN blocks"]
-    assert shown.data.shape == (2, 1, 64, 64)
-    for k, image in enumerate(depths):
-        np.testing.assert_array_equal(shown.data[k, 0], image)
-    np.testing.assert_allclose(shown.translate, (0, TRANSLATE[0] + 2 * SCALE[0], *TRANSLATE[1:]))
+    assert depth.shown_depth.value() == 2 and depth.shown_depth.minimum() == 1
+    for k, image in reversed(list(enumerate(depths, start=1))):
+        depth.shown_depth.setValue(k)
+        assert shown.data.shape == (1, 64, 64)
+        np.testing.assert_array_equal(shown.data[0], image)
+    np.testing.assert_allclose(shown.translate, (TRANSLATE[0] + 2 * SCALE[0], *TRANSLATE[1:]))
+    assert viewer.dims.ndim == 3, "the blocks add no slider to the viewer"
     np.testing.assert_array_equal(viewer.layers["gala NRRN preview"].data[0], output)
 
     assert table_column(widget, 0) == ["input", "depth 1", "depth 2 (full)"]
@@ -447,7 +450,9 @@ def test_a_full_disk_gives_a_plain_notification_and_leaves_no_file(dock, qtbot, 
         f"The disk is full ({out}) while denoising gala to {out}: free some space or write to another folder."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]
-    assert widget.stack_section.stack_status.text() == "Stopped by an error: full.tif was not written."
+    assert widget.stack_section.stack_status.text() == (
+        f"Stopped by an error: full.tif was not written.\n{error.message}"
+    )
     assert "gala NRRN denoised" not in widget.viewer.layers
 
 

@@ -6,7 +6,7 @@ import weakref
 from collections.abc import Callable
 
 from qtpy.QtCore import QPropertyAnimation, Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QWidget
 from superqt import QCollapsible
 
 WARNING_STYLE = "color: #e0a030;"
@@ -24,6 +24,35 @@ class DockSection(QCollapsible):
         super()._expand_collapse(direction, animate=False, emit=emit)
         if direction == QPropertyAnimation.Direction.Forward:
             self.content().setMaximumHeight(UNBOUNDED)
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label whose height follows its text at its width.
+
+    Qt's layouts size a word-wrapped label from its size hint at some other width, and the dock's scroll
+    area ignores height-for-width, so a long line or a report that arrived later was cut off. Here the
+    label's minimum height is the height its text needs at the width it got, updated on every resize and
+    every new text."""
+
+    def __init__(self, text: str = "", style: str = "", parent=None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        if style:
+            self.setStyleSheet(style)
+        self._fit()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        needed = self.heightForWidth(self.width()) if self.text() else 0
+        if needed != self.minimumHeight():
+            self.setMinimumHeight(max(needed, 0))
 
 
 def labelled(label: str, widget: QWidget) -> QWidget:

@@ -8,11 +8,9 @@ so a pan or a zoom does not recompute it), so its pixels equal those of the full
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QCheckBox, QLabel, QPushButton, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QPushButton, QSpinBox
 
 from napari_nrrn.plugin._denoise_layers import (
     PREVIEW,
@@ -21,76 +19,21 @@ from napari_nrrn.plugin._denoise_layers import (
     show_result,
     slice_result,
     stack_data,
-    triplet,
     visible_region,
 )
-from napari_nrrn.plugin._dock_layout import DockSection, labelled
+from napari_nrrn.plugin._dock_layout import DockSection, WrappedLabel, labelled
+from napari_nrrn.plugin._dock_state import PREVIEW_JOB, DockJobs, DockState
+from napari_nrrn.plugin._viewer_helpers import SliceStatsCache, slice_events
 
-if TYPE_CHECKING:
-    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
-
-PREVIEW_JOB = "preview"
 # Auto-preview waits this long after the last slice or view change, so scrolling through z or panning
 # starts one job, not many.
 PREVIEW_DEBOUNCE_MS = 300
-# Slices whose statistics are kept: a few triplets' worth for every layer the user moves between.
-STATS_CACHE_SIZE = 64
-
-
-def slice_events(model, stack, z: int, stats_of=None, **options):
-    """The engine's events for slice ``z`` of ``stack``; returns (the engine's result, the centre slice).
-
-    The slices are read here, in the worker: a lazy stack may be slow to read. ``stats_of(slices)`` gives
-    their whole-slice statistics (default: the engine computes them).
-    """
-    from napari_nrrn.engine.inference import iter_denoise_slice
-
-    slices = triplet(stack, z)
-    stats = None if stats_of is None else stats_of(slices)
-    result = yield from iter_denoise_slice(model, *slices, stats=stats, **options)
-    return result, slices[1]
-
-
-class SliceStatsCache:
-    """Whole-slice (mean, std) of the triplet of slice z of a layer, per (layer, z), for the engine's
-    ``stats``. A layer's entries go when its data is replaced."""
-
-    def __init__(self, size: int = STATS_CACHE_SIZE):
-        self._size = size
-        self._stats: OrderedDict = OrderedDict()
-        self._watched: set = set()
-
-    def watch(self, layer) -> None:
-        """Forget ``layer``'s statistics when its data changes (call in the GUI thread)."""
-        if layer.unique_id not in self._watched:
-            self._watched.add(layer.unique_id)
-            layer.events.data.connect(lambda _: self.forget(layer.unique_id))
-
-    def forget(self, layer_id) -> None:
-        for key in [key for key in self._stats if key[0] == layer_id]:
-            del self._stats[key]
-
-    def getter(self, layer, z: int, depth: int):
-        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept."""
-        from napari_nrrn.engine.inference import triplet_stats
-
-        key = (layer.unique_id, z)
-
-        def stats_of(slices):
-            stats = self._stats.get(key)
-            if stats is None:
-                stats = self._stats[key] = triplet_stats(slices, z, depth)
-                while len(self._stats) > self._size:
-                    self._stats.popitem(last=False)
-            return stats
-
-        return stats_of
 
 
 class PreviewSection(DockSection):
-    def __init__(self, dock: DenoiseWidget):
+    def __init__(self, state: DockState, jobs: DockJobs, viewer):
         super().__init__("3. Preview")
-        self.dock = dock
+        self.state, self.jobs, self.viewer = state, jobs, viewer
         self.stats_cache = SliceStatsCache()
         self._pending = False
         self._previewed: tuple | None = None  # (layer, z, region) of the last preview started
@@ -110,8 +53,7 @@ class PreviewSection(DockSection):
         self.preview_button.clicked.connect(lambda: self.preview())
         self.whole_slice.toggled.connect(self._name_button)
         self.auto_preview = QCheckBox("Re-run when the slice or the view changes")
-        self.preview_status = QLabel()
-        self.preview_status.setWordWrap(True)
+        self.preview_status = WrappedLabel()
         self.addWidget(labelled("Tile", self.tile_spin))
         self.addWidget(self.whole_slice)
         self.addWidget(self.preview_button)
@@ -123,14 +65,20 @@ class PreviewSection(DockSection):
         self._timer.setSingleShot(True)
         self._timer.setInterval(PREVIEW_DEBOUNCE_MS)
         self._timer.timeout.connect(self._auto_preview)
-        viewer = dock.viewer
         for event in (
             viewer.dims.events.current_step,
             viewer.scene.camera.events.center,
             viewer.scene.camera.events.zoom,
         ):
             event.connect(self._on_view_change)
-        dock.job_finished.connect(self._start_pending)
+        jobs.finished.connect(self._start_pending)
+        jobs.failed.connect(self._on_failed)
+        jobs.refused.connect(self._on_failed)
+        self.tile_spin.valueChanged.connect(self._set_tile)
+        self._set_tile()
+        for event in (state.events.model, state.events.input_layer, state.events.running):
+            event.connect(self.update_buttons)
+        self.update_buttons()
 
     def tile(self) -> int | None:
         """The tile size for every job, None for the whole slice."""
@@ -138,7 +86,7 @@ class PreviewSection(DockSection):
 
     def region(self, layer) -> tuple[int, int, int, int] | None:
         """What the preview denoises: the visible part of the slice (None: the whole slice)."""
-        return None if self.whole_slice.isChecked() else visible_region(self.dock.viewer, layer)
+        return None if self.whole_slice.isChecked() else visible_region(self.viewer, layer)
 
     def preview(self):
         """Denoise what is on screen of the slice on screen (or the whole slice) into "<input> NRRN preview",
@@ -146,16 +94,16 @@ class PreviewSection(DockSection):
 
         A preview asked for while one runs stops the running one (between tiles) and starts once it ended.
         """
-        running = self.dock.jobs.get(PREVIEW_JOB)
+        running = self.jobs.workers.get(PREVIEW_JOB)
         if running is not None:
             self._pending = True
             running.quit()
             return running
-        dock = self.dock
-        layer, model = dock.require_stack(), dock.require_model()
+        state = self.state
+        layer, model = state.require_stack(), state.require_model()
         if layer is None or model is None:
             return None
-        z, region = current_slice(layer, dock.viewer.dims.point), self.region(layer)
+        z, region = current_slice(layer, self.viewer.dims.point), self.region(layer)
         self._previewed = (layer, z, region)
         stack = stack_data(layer)
         where = (
@@ -169,7 +117,7 @@ class PreviewSection(DockSection):
             output, _centre = result
             origin = (0, 0) if region is None else (region[0], region[2])
             placed = slice_result(layer, z, output, origin)
-            show_result(dock.viewer, result_name(layer.name, PREVIEW), layer, *placed)
+            show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *placed)
             seconds = time.perf_counter() - started
             self.preview_status.setText(
                 f"{where.capitalize()} ({output.shape[0]}×{output.shape[1]} px) denoised in {seconds:.2f} s."
@@ -181,8 +129,8 @@ class PreviewSection(DockSection):
         self.preview_status.setText(f"Denoising {where}…")
         self.stats_cache.watch(layer)
         stats_of = self.stats_cache.getter(layer, z, int(stack.shape[0]))
-        model, tile, device = dock.model_for_run(), self.tile(), dock.device()
-        return dock.run_job(
+        model, tile, device = state.model_for_run(), self.tile(), state.device
+        return self.jobs.run(
             PREVIEW_JOB,
             lambda _: slice_events(model, stack, z, stats_of, tile=tile, device=device, region=region),
             doing=f"computing the preview of {where} of {layer.name}",
@@ -193,9 +141,16 @@ class PreviewSection(DockSection):
         )
 
     def update_buttons(self) -> None:
-        dock = self.dock
-        ready = dock.model is not None and dock.input_layer is not None
-        self.preview_button.setEnabled(ready and not dock.is_training())
+        state = self.state
+        ready = state.model is not None and state.input_layer is not None
+        self.preview_button.setEnabled(ready and not state.is_training())
+
+    def _on_failed(self, kind: str, message: str) -> None:
+        if kind == PREVIEW_JOB:
+            self.preview_status.setText(f"Preview failed: {message}")
+
+    def _set_tile(self, *_) -> None:
+        self.state.tile = self.tile()
 
     def _name_button(self, whole: bool) -> None:
         self.preview_button.setText("Preview this slice" if whole else "Preview what is on screen")
@@ -212,9 +167,9 @@ class PreviewSection(DockSection):
     def _auto_preview(self) -> None:
         """Re-run the preview if the slice or the part of it on screen is not the one last previewed. Decided
         when the debounce ends: napari updates the visible corners when it draws, after the camera event."""
-        layer = self.dock.input_layer
-        if self.dock.model is None or layer is None:
+        layer = self.state.input_layer
+        if self.state.model is None or layer is None:
             return
-        shown = (layer, current_slice(layer, self.dock.viewer.dims.point), self.region(layer))
+        shown = (layer, current_slice(layer, self.viewer.dims.point), self.region(layer))
         if shown != self._previewed:
             self.preview()

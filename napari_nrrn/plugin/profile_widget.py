@@ -53,10 +53,10 @@ from ._profile_layers import (
     world_lines,
 )
 from ._profile_plot import ProfilePlot
+from ._viewer_helpers import RESIN_LINES_NAME
 
 __all__ = ["ResinProfileWidget", "lines_in_data_coords", "RESIN_LINES_NAME"]
 
-RESIN_LINES_NAME = "resin lines"
 TABLE_COLUMNS = ("layer", "line", "iqr", "mean", "std", "samples")
 METRIC_COLUMNS = ("layer", "psnr", "ssim", "note")
 DEBOUNCE_MS = 150
