@@ -20,6 +20,7 @@ from napari_nrrn.plugin._dock_layout import (
     WARNING_STYLE,
     DockSection,
     WrappedLabel,
+    breakable,
     follow_layer_list,
     labelled,
     layer_name_combo,
@@ -178,7 +179,7 @@ class DataSection(DockSection):
         if path is not None:
             size = _disk_bytes(path)
             lines.append(
-                f"{Path(path).name}" + (f": {format_bytes(size)} on disk" if size is not None else "")
+                f"{breakable(Path(path).name)}" + (f": {format_bytes(size)} on disk" if size is not None else "")
             )
         voxel = voxel_size(layer)
         if data.ndim >= 3 and voxel is not None:
