@@ -30,6 +30,8 @@ SCALE = (10.0, 4.0, 4.0)
 TRANSLATE = (30.0, 8.0, -12.0)
 WAIT_MS = 60_000
 
+pytestmark = pytest.mark.usefixtures("isolated_qsettings")
+
 
 @pytest.fixture(scope="module")
 def crop(shared_data) -> np.ndarray:
@@ -108,7 +110,7 @@ def test_data_section_opens_a_stack_lazily_and_warns_about_short_stacks(make_nap
     assert isinstance(layer.data, da.Array)
     assert widget.data_section.layer_combo.currentText() == layer.name
     assert "shape (50, 100, 200), uint8" in widget.data_section.data_info.text()
-    assert f"{GALA}: 0.96 MiB on disk" in widget.data_section.data_info.text()
+    assert f"{GALA}: 0.96 MiB on disk" in widget.data_section.data_info.text().replace("\u200b", "")
     assert widget.data_section.data_warning.text() == ""
 
     viewer.add_image(np.zeros((2, 8, 8), np.uint8), name="pair")
@@ -459,6 +461,7 @@ def test_a_full_disk_gives_a_plain_notification_and_leaves_no_file(dock, qtbot, 
 def test_export_for_bioimageio_writes_the_chosen_depth(dock, qtbot, model_path, tmp_path):
     _, widget, _ = dock
     widget.depth_section.depth_spin.setValue(1)
+    widget.model_section.author_edit.setText("A. Tester")
     out = tmp_path / "tiny.zip"
     count = len(notification_manager.records)
     run(qtbot, widget, widget.model_section.export_for_bioimageio, out)
@@ -472,6 +475,7 @@ def test_export_for_bioimageio_writes_the_chosen_depth(dock, qtbot, model_path, 
 
 def test_export_without_the_bioimageio_extra_says_what_to_install(dock, qtbot, tmp_path, monkeypatch):
     _, widget, _ = dock
+    widget.model_section.author_edit.setText("A. Tester")
     for module in ("bioimageio.spec", "bioimageio.spec.model"):
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     count = len(notification_manager.records)

@@ -16,6 +16,8 @@ from napari_nrrn.plugin._viewer_helpers import RESIN_LINES_NAME
 from napari_nrrn.plugin.denoise_widget import NOISE_JOB, STACK_JOB, TRAIN, DenoiseWidget
 
 WAIT_MS = 60_000
+
+pytestmark = pytest.mark.usefixtures("isolated_qsettings")
 SAMPLES = {  # sample key -> the layer name it opens with
     "fibsem": "FIB-SEM sample (FlyEM medulla + synthetic noise)",
     "fibsem_gala": "FIB-SEM sample (FlyEM gala, correlated noise)",
@@ -222,3 +224,50 @@ def test_results_keep_the_viewer_z_range_the_stacks(make_napari_viewer, qtbot, t
         assert viewer.dims.range[0] == z_range
         assert (slider.minimum(), slider.maximum()) == (0, 31)
         assert viewer.dims.current_step[0] == z
+
+
+def test_export_asks_for_the_author_and_remembers_it(make_napari_viewer, qtbot, tiny_model, tmp_path):
+    import zipfile
+
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    viewer = make_napari_viewer()
+    widget = add_dock(viewer)
+    widget.model_section.load_checkpoint(tiny_model)
+    out = tmp_path / "tiny.zip"
+    count = len(notification_manager.records)
+    assert widget.model_section.export_for_bioimageio(out) is None
+    [error] = [n for n in notification_manager.records[count:] if n.severity == NotificationSeverity.ERROR]
+    assert "names who trained its weights" in error.message and "'Author' field" in error.message
+    assert not out.exists()
+
+    widget.model_section.author_edit.setText("Ada Microscopist")
+    worker = widget.model_section.export_for_bioimageio(out)
+    qtbot.waitUntil(lambda: worker not in widget.jobs.values(), timeout=WAIT_MS)
+    with zipfile.ZipFile(out) as package:
+        [rdf] = [name for name in package.namelist() if name.endswith(("rdf.yaml", "bioimageio.yaml"))]
+        text = package.read(rdf).decode()
+    assert "Ada Microscopist" in text and "napari-nrrn user" not in text
+    other = add_dock(make_napari_viewer())  # a new session remembers the name
+    assert other.model_section.author_edit.text() == "Ada Microscopist"
+
+
+def test_compare_toggle_shows_raw_in_place_and_back(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer(show=True)
+    widget = add_dock(viewer)
+    layer = open_sample(viewer, widget, qtbot, "fibsem")
+    widget.model_section.load_checkpoint(tiny_model)
+    widget.model_section.device_combo.setCurrentText("cpu")
+    assert not widget.compare.isEnabled()  # nothing to compare with yet
+    worker = widget.preview_section.preview()
+    qtbot.waitUntil(lambda: worker not in widget.jobs.values(), timeout=WAIT_MS)
+    preview = viewer.layers[f"{layer.name} NRRN preview"]
+    camera = (viewer.camera.center, viewer.camera.zoom)
+    assert widget.compare.isEnabled() and preview.visible
+    widget.compare.click()
+    assert not preview.visible and layer.visible
+    widget.compare.click()
+    assert preview.visible and (viewer.camera.center, viewer.camera.zoom) == camera
+    widget.compare.click()
+    viewer.layers.remove(preview)  # the result gone: the comparison ends
+    assert not widget.compare.isChecked() and not widget.compare.isEnabled()

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton
+from qtpy.QtCore import QSettings
+from qtpy.QtWidgets import QComboBox, QFileDialog, QInputDialog, QLabel, QLineEdit, QPushButton
 
 from napari_nrrn.engine.device import select_device
 from napari_nrrn.plugin._denoise_train_form import AUTO_DEVICE, available_devices
-from napari_nrrn.plugin._dock_layout import DockSection, WrappedLabel, row_widget
+from napari_nrrn.plugin._dock_layout import DockSection, WrappedLabel, labelled, row_widget
 from napari_nrrn.plugin._dock_state import EXPORT_JOB, DockJobs, DockState
 from napari_nrrn.plugin._training_section import TrainingSection
 
 DEVICE_NAMES = {"cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
+# Where the author name of BioImage.IO packages is remembered between sessions (QSettings).
+SETTINGS = ("napari-nrrn", "napari-nrrn")
+AUTHOR_KEY = "bioimageio/author"
+NO_AUTHOR = (
+    "A BioImage.IO package names who trained its weights: type your name in the Model section's "
+    "'Author' field, then export again."
+)
 
 
-def export_events(model, path: Path, overwrite: bool, depth: int | None):
+def export_events(model, path: Path, overwrite: bool, depth: int | None, author: str):
     """A job without progress events: the BioImage.IO package written (seconds: tracing, validation)."""
     from napari_nrrn.model.bioimageio import export_bioimageio
 
-    return export_bioimageio(model, path, overwrite=overwrite, depth=depth)
+    return export_bioimageio(model, path, overwrite=overwrite, depth=depth, author=author)
     yield  # start_job drives generators
 
 
@@ -59,6 +67,10 @@ class ModelSection(DockSection):
             "the BioImage Model Zoo and the tools that read it; Load takes it back"
         )
         self.export_button.clicked.connect(self._ask_export_path)
+        self.author_edit = QLineEdit(QSettings(*SETTINGS).value(AUTHOR_KEY, "", type=str))
+        self.author_edit.setPlaceholderText("your name, asked at the first export")
+        self.author_edit.setToolTip("Who trained the weights: named as the author of BioImage.IO packages")
+        self.author_edit.editingFinished.connect(self._remember_author)
         self.training = TrainingSection(state, jobs, viewer)
 
         self.addWidget(self.model_info)
@@ -67,6 +79,7 @@ class ModelSection(DockSection):
         )
         self.addWidget(row_widget(self.shipped_button, self.load_button, self.save_button))
         self.addWidget(self.export_button)
+        self.addWidget(labelled("Author", self.author_edit))
         self.addWidget(self.training)
         self.expand(animate=False)
         self._show_device()
@@ -126,11 +139,17 @@ class ModelSection(DockSection):
 
     def export_for_bioimageio(self, path: str | Path, overwrite: bool = False):
         """Write the model, cut to the depth the depth explorer's "Use depth" chooses, as a BioImage.IO
-        package at ``path`` (.zip), in a worker; a missing ``bioimageio`` extra or a bad path gives a
-        notification saying what to do, and nothing is written."""
+        package at ``path`` (.zip) naming the author typed in the Author field, in a worker; no author, a
+        missing ``bioimageio`` extra or a bad path gives a notification saying what to do, and nothing is
+        written."""
         model = self.state.require_model()
         if model is None:
             return None
+        author = self.author_edit.text().strip()
+        if not author:
+            show_error(NO_AUTHOR)
+            return None
+        self._remember_author()
         path = Path(path).expanduser()
         chosen = self.state.model_for_run().depth
         depth = None if chosen == model.depth else chosen
@@ -140,7 +159,7 @@ class ModelSection(DockSection):
 
         return self.jobs.run(
             EXPORT_JOB,
-            lambda _: export_events(model, path, overwrite, depth),
+            lambda _: export_events(model, path, overwrite, depth, author),
             doing=f"exporting the model for BioImage.IO to {path}",
             total=0,
             describe=lambda _: f"exporting the model for BioImage.IO to {path.name}",
@@ -172,11 +191,22 @@ class ModelSection(DockSection):
             self.save_model(path)
 
     def _ask_export_path(self) -> None:
+        if not self.author_edit.text().strip():
+            author, given = QInputDialog.getText(
+                self, "Export for BioImage.IO", "The package names who trained the weights. Your name:"
+            )
+            if not (given and author.strip()):
+                return
+            self.author_edit.setText(author.strip())
+            self._remember_author()
         path, _ = QFileDialog.getSaveFileName(
             self, "Export for BioImage.IO", "nrrn-bioimageio.zip", "BioImage.IO packages (*.zip)"
         )
         if path:  # the dialog has asked before replacing a file
             self.export_for_bioimageio(path, overwrite=True)
+
+    def _remember_author(self) -> None:
+        QSettings(*SETTINGS).setValue(AUTHOR_KEY, self.author_edit.text().strip())
 
     def _show_device(self, *_) -> None:
         choice = self.device_combo.currentText()

@@ -7,7 +7,8 @@ The dock composes five sections, one module each (``_data_section``, ``_model_se
 events each section follows, and one job runner, ``DockJobs``. A section gathers its parameters, starts an
 engine generator in a napari thread worker through the runner (``_denoise_jobs``), and turns its progress
 events into progress bars and layers (``_denoise_layers``); the running job's progress also shows at the top
-of the dock (``_job_progress``). The buttons that would start a clashing job are disabled while one runs.
+of the dock (``_job_progress``), above a before/after toggle (``_compare_toggle``). The buttons that would
+start a clashing job are disabled while one runs.
 The sections' public methods (``data_section.open_stack_path``, ``model_section.load_checkpoint``,
 ``model_section.training.start_training``, ``preview_section.preview``, ``depth_section.explore_depth``,
 ``stack_section.denoise_to_file``, ...) take plain arguments and return the worker they start (also kept
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
+from napari_nrrn.plugin._compare_toggle import CompareToggle
 from napari_nrrn.plugin._data_section import DataSection
 from napari_nrrn.plugin._depth_section import DepthSection
 from napari_nrrn.plugin._dock_state import (
@@ -66,6 +68,7 @@ class DenoiseWidget(QWidget):
         self.preview_section = PreviewSection(*sections, napari_viewer)
         self.depth_section = DepthSection(*sections, napari_viewer)
         self.stack_section = StackSection(*sections, napari_viewer)
+        self.compare = CompareToggle(self.state, napari_viewer)
         column_widget = QWidget()
         column = QVBoxLayout(column_widget)
         for section in (
@@ -84,6 +87,7 @@ class DenoiseWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.progress)
+        layout.addWidget(self.compare)
         layout.addWidget(self.scroll)
 
         self.model_section.use_shipped_model(quiet=True)
