@@ -144,7 +144,9 @@ def test_train_is_disabled_on_a_2d_image_with_the_reason(make_napari_viewer, qtb
     open_sample(viewer, widget, qtbot, "sem_resin")
     assert not training.train_button.isEnabled()
     assert training.train_reason.isVisible()
-    assert training.train_reason.text().startswith("Train needs a (Z, Y, X) stack; SEM sample (resin) is a 2-D")
+    assert training.train_reason.text().startswith(
+        "Train needs a (Z, Y, X) stack; SEM sample (resin) is a 2-D image."
+    )
     assert training.start_training() is None
     assert training.train_status.text().startswith("Not started: Train needs a (Z, Y, X) stack")
     open_sample(viewer, widget, qtbot, "fibsem")
@@ -177,7 +179,8 @@ def test_training_status_shows_the_time_left(make_napari_viewer, qtbot, tmp_path
     widget = add_dock(viewer)
     open_sample(viewer, widget, qtbot, "fibsem")
     form = widget.training_section.train_form
-    for name, value in dict(depth=1, width=4, patch=32, batch=2, steps=1_000_000, start_from="random").items():
+    settings = dict(depth=1, width=4, patch=32, batch=2, steps=1_000_000, start_from="random")
+    for name, value in settings.items():
         form.set_value(name, value)
     widget.training_section.checkpoint_edit.setText(str(tmp_path / "t.pt"))
     with qtbot.waitSignal(widget.job_progress, timeout=WAIT_MS):

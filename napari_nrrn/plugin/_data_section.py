@@ -178,9 +178,8 @@ class DataSection(DockSection):
         path = source_path(layer)
         if path is not None:
             size = _disk_bytes(path)
-            lines.append(
-                f"{breakable(Path(path).name)}" + (f": {format_bytes(size)} on disk" if size is not None else "")
-            )
+            on_disk = f": {format_bytes(size)} on disk" if size is not None else ""
+            lines.append(breakable(Path(path).name) + on_disk)
         voxel = voxel_size(layer)
         if data.ndim >= 3 and voxel is not None:
             unit = " nm" if layer.metadata.get("voxel_size_nm") else ""

@@ -1,8 +1,8 @@
 """Section 4 of the denoise dock: what each depth of the model gives on the slice on screen, and the depth
 every preview and full run uses.
 
-Per depth k (what ``model.cut(k)`` returns): the image (shown one depth at a time), the mean resin-line IQR, the
-validation loss recorded by training, and the cost in ms per megapixel on the device in use. A model trained
+Per depth k (what ``model.cut(k)`` returns): the image (shown one depth at a time), the mean resin-line IQR,
+the validation loss recorded by training, and the cost in ms per megapixel on the device in use. A model trained
 on every depth gets a recommended depth (``engine.depth.recommend_depth``); for others the section says
 plainly what a cut gives.
 """

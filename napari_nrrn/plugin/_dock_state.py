@@ -78,7 +78,7 @@ class DockState:
 
 
 class DockJobs(QObject):
-    """The job runner of the dock (see the module docstring); ``workers`` maps a running kind to its worker."""
+    """The dock's job runner (see the module docstring); ``workers`` maps a running kind to its worker."""
 
     started = Signal(str, str, int)
     progress = Signal(str, object)

@@ -22,7 +22,9 @@ class JobProgress(QWidget):
         self.text = WrappedLabel()
         self.bar = QProgressBar()
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop this job (training keeps its checkpoint; a partial file is removed)")
+        self.cancel_button.setToolTip(
+            "Stop this job (training keeps its checkpoint; a partial file is removed)"
+        )
         self.cancel_button.clicked.connect(lambda: self.kind is not None and jobs.cancel(self.kind))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

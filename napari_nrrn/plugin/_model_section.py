@@ -173,7 +173,9 @@ class ModelSection(DockSection):
             button.setEnabled(not busy)
         has_model = state.model is not None
         self.save_button.setEnabled(has_model and not state.is_training())
-        self.export_button.setEnabled(has_model and not state.is_training() and not state.is_running(EXPORT_JOB))
+        self.export_button.setEnabled(
+            has_model and not state.is_training() and not state.is_running(EXPORT_JOB)
+        )
 
     def _show_model(self, model) -> None:
         self.model_info.setText(f"Model: {self.state.model_origin}\n{describe_model(model)}")

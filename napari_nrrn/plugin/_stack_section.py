@@ -106,7 +106,9 @@ class StackSection(DockSection):
     def _on_failed(self, kind: str, message: str) -> None:
         """After an error (also shown as a notification) the writer has removed its partial file."""
         if kind == STACK_JOB and self._written is not None:
-            self.stack_status.setText(f"Stopped by an error: {self._written.name} was not written.\n{message}")
+            self.stack_status.setText(
+                f"Stopped by an error: {self._written.name} was not written.\n{message}"
+            )
             self._written = None
 
     def _on_refused(self, kind: str, message: str) -> None:

@@ -31,14 +31,15 @@ def why_not_trainable(layer) -> str:
     """Why Train cannot run on ``layer`` (empty when it can): training needs three slices or more."""
     if layer is None:
         return "Train needs a stack: open one in the Data section."
-    shape = stack_data(layer).shape if not layer.rgb else layer.data.shape
     if layer.rgb or layer.ndim != 3:
+        kind = "an RGB" if layer.rgb else f"a {layer.ndim}-D"
         return (
-            f"Train needs a (Z, Y, X) stack; {layer.name} is {'an RGB' if layer.rgb else f'a {layer.ndim}-D'} "
-            "image. A model trained elsewhere can still denoise it."
+            f"Train needs a (Z, Y, X) stack; {layer.name} is {kind} image. A model trained elsewhere can "
+            "still denoise it."
         )
-    if shape[0] < 3:
-        return f"Train needs at least 3 slices; {layer.name} has {shape[0]}."
+    slices = stack_data(layer).shape[0]
+    if slices < 3:
+        return f"Train needs at least 3 slices; {layer.name} has {slices}."
     return ""
 
 
