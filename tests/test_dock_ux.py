@@ -12,7 +12,9 @@ from qtpy.QtWidgets import QLabel
 
 from napari_nrrn.model.checkpoint import save_model
 from napari_nrrn.model.nrrn import NRRN
+from napari_nrrn.plugin._training_section import remaining_seconds
 from napari_nrrn.plugin._viewer_helpers import RESIN_LINES_NAME
+from napari_nrrn.progress import Progress
 from napari_nrrn.plugin.denoise_widget import NOISE_JOB, STACK_JOB, TRAIN, DenoiseWidget
 
 WAIT_MS = 60_000
@@ -84,6 +86,9 @@ def test_every_data_label_shows_whole_with_each_sample(make_napari_viewer, qtbot
     assert "Measured on" in data.noise_info.text() and data.noise_info.isVisible()
     assert data.noise_warning.text().count("⚠") >= 2 and data.noise_warning.isVisible()
     qtbot.waitUntil(lambda: clipped_labels(widget) == [], timeout=5000)
+    for size in ((1600, 1000), (1920, 1080)):  # the window sizes of the tryout
+        viewer.window._qt_window.resize(*size)
+        qtbot.waitUntil(lambda: clipped_labels(widget) == [], timeout=5000)
 
 
 def test_sections_follow_one_shared_state(make_napari_viewer, qtbot, tmp_path):
@@ -193,6 +198,16 @@ def test_training_status_shows_the_time_left(make_napari_viewer, qtbot, tmp_path
         progress.cancel_button.click()
     assert widget.training_section.train_status.text().startswith("Cancelled at step ")
     assert not progress.isVisible()
+
+
+def test_the_time_left_comes_from_the_engine_estimate_when_it_gives_one():
+    class Estimated(Progress):  # an event with the engine's own estimate, measured from the first steps
+        remaining_s = 12.0
+
+    plain = Progress(stage="train", done=2, total=10, elapsed_s=4.0)
+    assert remaining_seconds(plain) == plain.eta_s == 16.0
+    assert remaining_seconds(Estimated(stage="train", done=2, total=10, elapsed_s=4.0)) == 12.0
+    assert remaining_seconds(Progress(stage="train", done=0, total=10, elapsed_s=0.0)) is None
 
 
 def test_depth_section_adds_a_resin_lines_layer(make_napari_viewer, qtbot):
