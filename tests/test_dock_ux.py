@@ -289,3 +289,19 @@ def test_compare_toggle_shows_raw_in_place_and_back(make_napari_viewer, qtbot, t
     widget.compare.click()
     viewer.layers.remove(preview)  # the result gone: the comparison ends
     assert not widget.compare.isChecked() and not widget.compare.isEnabled()
+
+
+def test_a_failed_preview_says_so_in_its_status(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer(show=True)
+    widget = add_dock(viewer)
+    open_sample(viewer, widget, qtbot, "fibsem")
+    widget.model_section.load_checkpoint(tiny_model)
+    widget.model_section.device_combo.setCurrentText("cpu")
+    widget.preview_section.tile_spin.setValue(4)  # smaller than the model's halo
+    widget.preview_section.whole_slice.setChecked(True)
+    # The job fails at once: its error must reach the status even if it comes before start_job returns.
+    with qtbot.waitSignal(widget.job_finished, timeout=WAIT_MS):
+        assert widget.preview_section.preview() is not None
+    status = widget.preview_section.preview_status.text()
+    assert status.startswith("Preview failed: Error while computing the preview of slice ") and "halo" in status
+    assert widget.preview_section.preview_button.isEnabled()

@@ -113,17 +113,18 @@ class DockJobs(QObject):
                 self.state.running = tuple(k for k in self.state.running if k != kind)
             self.finished.emit(kind)
 
-        def errored(error: BaseException) -> None:
-            self.failed.emit(kind, plain_message(error, job["doing"]))
+        def errored(message: str) -> None:
+            self.failed.emit(kind, message)
 
         try:
-            worker = start_job(self, make_events, on_event=event, on_finished=finished, **job)
+            worker = start_job(
+                self, make_events, on_event=event, on_finished=finished, on_error=errored, **job
+            )
         except (ValueError, OSError) as error:
             message = plain_message(error, job["doing"])
             show_error(message)
             self.refused.emit(kind, message)
             return None
-        worker.errored.connect(errored)  # delivered through the event loop: connected in time
         self.workers[kind] = worker
         self.last_worker = worker
         self.state.running = (*self.state.running, kind)
