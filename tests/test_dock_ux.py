@@ -5,6 +5,8 @@ dock."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -303,5 +305,21 @@ def test_a_failed_preview_says_so_in_its_status(make_napari_viewer, qtbot, tiny_
     with qtbot.waitSignal(widget.job_finished, timeout=WAIT_MS):
         assert widget.preview_section.preview() is not None
     status = widget.preview_section.preview_status.text()
-    assert status.startswith("Preview failed: Error while computing the preview of slice ") and "halo" in status
+    assert status.startswith("Preview failed: Error while computing the preview of slice ")
+    assert "smaller than the model's halo" in status
     assert widget.preview_section.preview_button.isEnabled()
+
+
+def test_checkpoints_default_to_the_user_data_folder_and_the_field_shows_it(make_napari_viewer, qtbot):
+    from platformdirs import user_data_dir
+
+    viewer = make_napari_viewer()
+    widget = add_dock(viewer)
+    open_sample(viewer, widget, qtbot, "fibsem")
+    training = widget.training_section
+    expected = Path(user_data_dir("napari-nrrn", appauthor=False)) / "checkpoints"
+    assert training.checkpoint_path().parent == expected
+    assert training.checkpoint_path().name == "FIB-SEM_sample__FlyEM_medulla___synthetic_noise_-nrrn.pt"
+    assert training.checkpoint_edit.placeholderText() == str(training.checkpoint_path())
+    training.checkpoint_edit.setText("~/mine.pt")
+    assert training.checkpoint_path() == Path("~/mine.pt").expanduser()

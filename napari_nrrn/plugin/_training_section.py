@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from napari.utils.notifications import show_error
+from platformdirs import user_data_dir
 from qtpy.QtWidgets import QLineEdit, QPushButton
 
 from napari_nrrn.plugin._denoise_jobs import format_duration
@@ -23,6 +23,8 @@ from napari_nrrn.plugin._dock_layout import (
 from napari_nrrn.plugin._dock_state import TRAIN, DockJobs, DockState
 from napari_nrrn.plugin._loss_plot import LossPlot
 
+# Where training saves its checkpoints unless told otherwise: kept across reboots, unlike a temp folder.
+CHECKPOINT_DIR = Path(user_data_dir("napari-nrrn", appauthor=False)) / "checkpoints"
 # Names a progress event may give its estimate of the time left under; the first one present is shown.
 REMAINING_FIELDS = ("remaining_s", "eta_s")
 
@@ -55,11 +57,10 @@ class TrainingSection(DockSection):
     def __init__(self, state: DockState, jobs: DockJobs, viewer):
         super().__init__("Train a model on this stack")
         self.state, self.jobs = state, jobs
-        self._checkpoint_dir = Path(tempfile.gettempdir()) / "napari-nrrn"
         self.train_form = TrainForm(skip=("device",))
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setToolTip(
-            "Where training saves its checkpoints (also when cancelled); empty: a file in the temp folder"
+            f"Where training saves its checkpoints (also when cancelled); empty: a file in {CHECKPOINT_DIR}"
         )
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(lambda: self.start_training())
@@ -77,17 +78,24 @@ class TrainingSection(DockSection):
         self.addWidget(self.train_status)
         for event in (state.events.input_layer, state.events.running):
             event.connect(self.update_buttons)
+        state.events.input_layer.connect(self._show_checkpoint_path)
+        self._show_checkpoint_path()
         jobs.failed.connect(self._on_failed)
         jobs.refused.connect(self._on_refused)
         self.update_buttons()
 
     def checkpoint_path(self) -> Path:
         text = self.checkpoint_edit.text().strip()
-        if text:
-            return Path(text).expanduser()
+        return Path(text).expanduser() if text else self._default_checkpoint()
+
+    def _default_checkpoint(self) -> Path:
         layer = self.state.input_layer
         name = layer.name if layer is not None else "stack"
-        return self._checkpoint_dir / f"{safe_file_name(name)}-nrrn.pt"
+        return CHECKPOINT_DIR / f"{safe_file_name(name)}-nrrn.pt"
+
+    def _show_checkpoint_path(self, *_) -> None:
+        """The default checkpoint file, shown in the field while it is empty."""
+        self.checkpoint_edit.setPlaceholderText(str(self._default_checkpoint()))
 
     def start_training(self, config=None):
         """Train on the selected stack with the form's parameters (or ``config``), in a worker."""
