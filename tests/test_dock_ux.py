@@ -323,3 +323,20 @@ def test_checkpoints_default_to_the_user_data_folder_and_the_field_shows_it(make
     assert training.checkpoint_edit.placeholderText() == str(training.checkpoint_path())
     training.checkpoint_edit.setText("~/mine.pt")
     assert training.checkpoint_path() == Path("~/mine.pt").expanduser()
+
+
+def test_denoising_buttons_are_disabled_on_a_layer_nrrn_cannot_denoise(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = add_dock(viewer)  # the shipped model
+    buttons = (
+        widget.preview_section.preview_button,
+        widget.depth_section.blocks_button,
+        widget.stack_section.stack_button,
+    )
+    viewer.add_image(np.zeros((2, 3, 16, 16), np.uint8), name="4-D")
+    assert widget.data_section.data_warning.text().startswith("NRRN needs a single-channel (Z, Y, X) stack")
+    assert not any(button.isEnabled() for button in buttons)
+    assert not widget.training_section.train_button.isEnabled()
+    viewer.add_image(np.zeros((3, 16, 16), np.uint8), name="stack")
+    widget.data_section.layer_combo.setCurrentText("stack")
+    assert all(button.isEnabled() for button in buttons)

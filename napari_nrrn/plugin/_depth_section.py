@@ -194,10 +194,7 @@ class DepthSection(DockSection):
         self.depth_spin.setEnabled(has_model and not state.is_writing())
         self.use_recommended.setEnabled(self._recommended is not None and not state.is_writing())
         self.blocks_button.setEnabled(
-            has_model
-            and state.input_layer is not None
-            and not state.is_training()
-            and not state.is_running(BLOCKS_JOB)
+            state.can_denoise() and not state.is_training() and not state.is_running(BLOCKS_JOB)
         )
         self.shown_depth.setEnabled(self._explored is not None)
 

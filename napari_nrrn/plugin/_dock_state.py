@@ -57,6 +57,11 @@ class DockState:
             return model
         return model.cut(depth)
 
+    def can_denoise(self) -> bool:
+        """A model and an input NRRN can denoise: one grey-level image or (Z, Y, X) stack."""
+        layer = self.input_layer
+        return self.model is not None and layer is not None and not layer.rgb and layer.ndim in (2, 3)
+
     def is_running(self, kind: str) -> bool:
         return kind in self.running
 

@@ -142,8 +142,7 @@ class PreviewSection(DockSection):
 
     def update_buttons(self) -> None:
         state = self.state
-        ready = state.model is not None and state.input_layer is not None
-        self.preview_button.setEnabled(ready and not state.is_training())
+        self.preview_button.setEnabled(state.can_denoise() and not state.is_training())
 
     def _on_failed(self, kind: str, message: str) -> None:
         if kind == PREVIEW_JOB:

@@ -99,8 +99,7 @@ class StackSection(DockSection):
     def update_buttons(self) -> None:
         state = self.state
         writing = state.is_writing()
-        ready = state.model is not None and state.input_layer is not None
-        self.stack_button.setEnabled(ready and not state.is_training() and not writing)
+        self.stack_button.setEnabled(state.can_denoise() and not state.is_training() and not writing)
         self.cancel_stack_button.setEnabled(writing)
 
     def _on_failed(self, kind: str, message: str) -> None:
