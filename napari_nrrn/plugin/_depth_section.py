@@ -91,7 +91,8 @@ class DepthSection(DockSection):
         )
         self.blocks_button = QPushButton("Show every depth's output")
         self.blocks_button.setToolTip(
-            "Denoise the slice on screen at every depth (a depth slider layer) and measure each depth's cost"
+            "Denoise the slice on screen at every depth (Show depth picks the one on screen) and measure each "
+            "depth's cost"
         )
         self.blocks_button.clicked.connect(lambda: self.explore_depth())
         self.add_lines_button = QPushButton("Add resin lines")
