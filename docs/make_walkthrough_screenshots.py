@@ -148,11 +148,12 @@ def main() -> None:
     blocks = viewer.layers[f"{stack.name} NRRN blocks"]
     viewer.layers.move(viewer.layers.index("resin lines"), len(viewer.layers))  # lines on top
     viewer.layers.selection.active = blocks
-    viewer.dims.set_point(0, 0)  # the block axis: show y_1
+    shown = widget.depth_section.shown_depth
+    shown.setValue(1)  # the blocks layer shows y_1
     for layer in viewer.layers:
         layer.visible = layer in (blocks, viewer.layers["resin lines"])
     shoot(viewer, "depth_block1")
-    viewer.dims.set_point(0, blocks.data.shape[0] - 1)
+    shown.setValue(shown.maximum())
     shoot(viewer, "depth_last_block")
     for layer in viewer.layers:
         layer.visible = True

@@ -64,3 +64,14 @@ def model_file(tmp_path):
 
     torch.manual_seed(0)
     return save_model(NRRN(depth=2, width=4), tmp_path / "tiny.pt", {"note": "test model"})
+
+
+@pytest.fixture
+def isolated_qsettings(tmp_path_factory):
+    """What the widgets remember (QSettings) goes to a fresh folder, not the user's configuration."""
+    from qtpy.QtCore import QSettings
+
+    folder = str(tmp_path_factory.mktemp("qsettings"))
+    for kind in (QSettings.NativeFormat, QSettings.IniFormat):
+        QSettings.setPath(kind, QSettings.UserScope, folder)
+    return folder

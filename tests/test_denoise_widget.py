@@ -30,6 +30,8 @@ SCALE = (10.0, 4.0, 4.0)
 TRANSLATE = (30.0, 8.0, -12.0)
 WAIT_MS = 60_000
 
+pytestmark = pytest.mark.usefixtures("isolated_qsettings")
+
 
 @pytest.fixture(scope="module")
 def crop(shared_data) -> np.ndarray:
@@ -108,7 +110,7 @@ def test_data_section_opens_a_stack_lazily_and_warns_about_short_stacks(make_nap
     assert isinstance(layer.data, da.Array)
     assert widget.data_section.layer_combo.currentText() == layer.name
     assert "shape (50, 100, 200), uint8" in widget.data_section.data_info.text()
-    assert f"{GALA}: 0.96 MiB on disk" in widget.data_section.data_info.text()
+    assert f"{GALA}: 0.96 MiB on disk" in widget.data_section.data_info.text().replace("\u200b", "")
     assert widget.data_section.data_warning.text() == ""
 
     viewer.add_image(np.zeros((2, 8, 8), np.uint8), name="pair")
@@ -297,10 +299,13 @@ def test_depth_explorer_shows_every_depth_with_resin_iqr_and_cost(dock, qtbot, c
 
     output, depths = denoise_slice(load_model(model_path), crop[1], crop[2], crop[3], blocks=True)
     shown = viewer.layers["gala NRRN blocks"]
-    assert shown.data.shape == (2, 1, 64, 64)
-    for k, image in enumerate(depths):
-        np.testing.assert_array_equal(shown.data[k, 0], image)
-    np.testing.assert_allclose(shown.translate, (0, TRANSLATE[0] + 2 * SCALE[0], *TRANSLATE[1:]))
+    assert depth.shown_depth.value() == 2 and depth.shown_depth.minimum() == 1
+    for k, image in reversed(list(enumerate(depths, start=1))):
+        depth.shown_depth.setValue(k)
+        assert shown.data.shape == (1, 64, 64)
+        np.testing.assert_array_equal(shown.data[0], image)
+    np.testing.assert_allclose(shown.translate, (TRANSLATE[0] + 2 * SCALE[0], *TRANSLATE[1:]))
+    assert viewer.dims.ndim == 3, "the blocks add no slider to the viewer"
     np.testing.assert_array_equal(viewer.layers["gala NRRN preview"].data[0], output)
 
     assert table_column(widget, 0) == ["input", "depth 1", "depth 2 (full)"]
@@ -449,13 +454,16 @@ def test_a_full_disk_gives_a_plain_notification_and_leaves_no_file(dock, qtbot, 
         f"The disk is full ({out}) while denoising gala to {out}: free some space or write to another folder."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]
-    assert widget.stack_section.stack_status.text() == "Stopped by an error: full.tif was not written."
+    assert widget.stack_section.stack_status.text() == (
+        f"Stopped by an error: full.tif was not written.\n{error.message}"
+    )
     assert "gala NRRN denoised" not in widget.viewer.layers
 
 
 def test_export_for_bioimageio_writes_the_chosen_depth(dock, qtbot, model_path, tmp_path):
     _, widget, _ = dock
     widget.depth_section.depth_spin.setValue(1)
+    widget.model_section.author_edit.setText("A. Tester")
     out = tmp_path / "tiny.zip"
     count = len(notification_manager.records)
     run(qtbot, widget, widget.model_section.export_for_bioimageio, out)
@@ -469,6 +477,7 @@ def test_export_for_bioimageio_writes_the_chosen_depth(dock, qtbot, model_path, 
 
 def test_export_without_the_bioimageio_extra_says_what_to_install(dock, qtbot, tmp_path, monkeypatch):
     _, widget, _ = dock
+    widget.model_section.author_edit.setText("A. Tester")
     for module in ("bioimageio.spec", "bioimageio.spec.model"):
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     count = len(notification_manager.records)

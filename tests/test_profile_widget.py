@@ -474,14 +474,18 @@ def test_baseline_layers_go_below_the_resin_lines(make_napari_viewer, qtbot):
     assert names == [MEDULLA, f"{MEDULLA} gaussian", f"{MEDULLA} median", RESIN_LINES_NAME]
 
 
-def test_the_blocks_layer_is_profiled_at_the_displayed_depth(make_napari_viewer, qtbot):
-    from napari_nrrn.plugin._denoise_layers import BLOCKS, blocks_result, result_name, show_result
-
+def test_a_4d_layer_is_profiled_at_the_displayed_index_of_its_leading_axis(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     medulla = open_medulla(viewer)
     blocks = [medulla.data[16].astype(np.float32) + 10 * depth for depth in range(4)]
-    name = result_name(MEDULLA, BLOCKS)
-    show_result(viewer, name, medulla, *blocks_result(medulla, 16, blocks))  # as the depth explorer does
+    name = "four outputs of slice 16"
+    z16 = medulla.translate[0] + 16 * medulla.scale[0]
+    viewer.add_image(  # a leading axis of 4 in front of slice 16 of the stack
+        np.stack(blocks)[:, None],
+        name=name,
+        scale=(1.0, *medulla.scale),
+        translate=(0.0, z16, *medulla.translate[1:]),
+    )
     widget = dock(viewer)
     lines = widget.profile.add_resin_lines_layer()
     line = np.array([[70.0, 74.0], [70.0, 97.0]])

@@ -259,10 +259,15 @@ def _training_details(v0_5, record: dict):
 
 
 def export_bioimageio(
-    model: NRRN, path: str | os.PathLike, overwrite: bool = False, depth: int | None = None
+    model: NRRN,
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    depth: int | None = None,
+    author: str | None = None,
 ) -> Path:
     """Write ``model`` (its cut to ``depth`` blocks, when given) as a BioImage.IO model package (spec 0.5) at
-    ``path`` (.zip), atomically: nothing is written when any check fails. Returns ``path``."""
+    ``path`` (.zip), atomically: nothing is written when any check fails. ``author``: who trained the weights,
+    named in the package. Returns ``path``."""
     path = Path(path)
     _check_output(path, overwrite)
     if depth is not None and not 1 <= depth <= model.depth:
@@ -312,7 +317,7 @@ def export_bioimageio(
         torch.save(packaged.state_dict(), files[STATE_DICT_FILE])
         torchscript.save(str(files[TORCHSCRIPT_FILE]))
 
-        description = _describe(v0_5, network, model.depth, record, files)
+        description = _describe(v0_5, network, model.depth, record, files, author)
         partial = path.with_name(f".{path.stem}.partial.zip")
         try:
             spec.save_bioimageio_package(description, output_path=partial)
@@ -322,7 +327,7 @@ def export_bioimageio(
     return path
 
 
-def _describe(v0_5, network: NRRN, full_depth: int, record: dict, files: dict):
+def _describe(v0_5, network: NRRN, full_depth: int, record: dict, files: dict, author: str | None = None):
     config = network.config()
     torch_version = v0_5.Version(torch.__version__.split("+")[0])
     spatial_in = [
@@ -350,7 +355,7 @@ def _describe(v0_5, network: NRRN, full_depth: int, record: dict, files: dict):
             "trained with napari-nrrn on noisy stacks only. Input: three consecutive slices (previous, "
             "centre, next) in raw grey values; output: the denoised centre slice." + cut_text
         ),
-        authors=[v0_5.Author(name="napari-nrrn user (trained the weights)")],
+        authors=[v0_5.Author(name=author or "napari-nrrn user (trained the weights)")],
         packaged_by=[v0_5.Author(name=f"napari-nrrn {__version__}")],
         cite=[v0_5.CiteEntry(text=entry["text"], url=v0_5.HttpUrl(entry["url"])) for entry in CITATIONS],
         license=v0_5.LicenseId("BSD-3-Clause"),

@@ -9,30 +9,27 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 from dask.utils import format_bytes
 from napari.layers import Image
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QFileDialog, QLabel, QPushButton
+from qtpy.QtWidgets import QFileDialog, QPushButton
 
 from napari_nrrn.plugin._denoise_layers import BLOCKS, PREVIEW, source_path, stack_data, voxel_size
 from napari_nrrn.plugin._dock_layout import (
     WARNING_STYLE,
     DockSection,
+    WrappedLabel,
+    breakable,
     follow_layer_list,
     labelled,
     layer_name_combo,
     row_widget,
     set_choices,
 )
-
-if TYPE_CHECKING:
-    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
+from napari_nrrn.plugin._dock_state import NOISE_JOB, DockJobs, DockState
 
 STACK_FILTER = "Stacks (*.tif *.tiff *.dat *.mrc *.rec *.st *.map *.h5 *.hdf5 *.hdf *.he5);;All files (*)"
-NOISE_JOB = "noise"
 
 
 def noise_events(stack):
@@ -48,11 +45,12 @@ def noise_events(stack):
 
 class DataSection(DockSection):
     """The input layer (kept in sync with the viewer's image layers, the dock's results left out), its
-    shape, size on disk and voxel size, and a warning when NRRN cannot train on it."""
+    shape, size on disk and voxel size, and a warning when NRRN cannot train on it. The layer chosen here is
+    ``state.input_layer``."""
 
-    def __init__(self, dock: DenoiseWidget):
+    def __init__(self, state: DockState, jobs: DockJobs, viewer):
         super().__init__("1. Data")
-        self.dock = dock
+        self.state, self.jobs, self.viewer = state, jobs, viewer
         self.layer_combo = layer_name_combo()
         self.layer_combo.setToolTip("The image layer to denoise: a (Z, Y, X) stack")
         self.layer_combo.currentTextChanged.connect(self._on_layer_choice)
@@ -62,16 +60,10 @@ class DataSection(DockSection):
         open_folder = QPushButton("Open folder…")
         open_folder.setToolTip("A folder of per-slice TIFF/.dat files, or a Zarr/OME-Zarr store")
         open_folder.clicked.connect(self._ask_stack_folder)
-        self.data_info = QLabel()
-        self.data_info.setWordWrap(True)
-        self.data_warning = QLabel()
-        self.data_warning.setWordWrap(True)
-        self.data_warning.setStyleSheet(WARNING_STYLE)
-        self.noise_info = QLabel()
-        self.noise_info.setWordWrap(True)
-        self.noise_warning = QLabel()
-        self.noise_warning.setWordWrap(True)
-        self.noise_warning.setStyleSheet(WARNING_STYLE)
+        self.data_info = WrappedLabel()
+        self.data_warning = WrappedLabel(style=WARNING_STYLE)
+        self.noise_info = WrappedLabel()
+        self.noise_warning = WrappedLabel(style=WARNING_STYLE)
         self.addWidget(labelled("Image layer", self.layer_combo))
         self.addWidget(row_widget(open_file, open_folder))
         self.addWidget(self.data_info)
@@ -83,15 +75,13 @@ class DataSection(DockSection):
         self.noise_reports: dict = {}
         self._noise_watched: set = set()
 
-        follow_layer_list(dock.viewer.layers, self._refresh_choices)
-        dock.job_finished.connect(self._on_job_finished)
+        follow_layer_list(viewer.layers, self._refresh_choices)
+        jobs.finished.connect(self._on_job_finished)
         self._refresh_choices()
 
     @property
     def input_layer(self) -> Image | None:
-        name = self.layer_combo.currentText()
-        layers = self.dock.viewer.layers
-        return layers[name] if name in layers else None
+        return self.state.input_layer
 
     def open_stack_path(self, path: str | Path) -> Image | None:
         """Open a stack file or folder lazily (as napari's reader does) and select it; an HDF5 file with
@@ -103,7 +93,7 @@ class DataSection(DockSection):
         except (ValueError, OSError) as error:
             show_error(f"Could not open {path}: {error}")
             return None
-        layers = [self.dock.viewer.add_image(data, **kwargs) for data, kwargs, _ in found]
+        layers = [self.viewer.add_image(data, **kwargs) for data, kwargs, _ in found]
         self.layer_combo.setCurrentText(layers[0].name)
         return layers[0]
 
@@ -118,15 +108,16 @@ class DataSection(DockSection):
             self.open_stack_path(path)
 
     def _refresh_choices(self, event=None) -> None:
-        images = [layer.name for layer in self.dock.viewer.layers if isinstance(layer, Image)]
+        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
         images = [name for name in images if not name.endswith((f" NRRN {PREVIEW}", f" NRRN {BLOCKS}"))]
         set_choices(self.layer_combo, images, self.layer_combo.currentText())
         self._on_layer_choice()
 
     def _on_layer_choice(self, *_) -> None:
+        name, layers = self.layer_combo.currentText(), self.viewer.layers
+        self.state.input_layer = layers[name] if name in layers else None
         self._show_data_info()
         self.show_noise()
-        self.dock.update_buttons()
 
     def show_noise(self):
         """Show the chosen layer's noise report, measuring it in a worker first if needed; returns that
@@ -138,7 +129,7 @@ class DataSection(DockSection):
         if layer.unique_id in self.noise_reports:
             self._show_report(*self.noise_reports[layer.unique_id])
             return None
-        if NOISE_JOB in self.dock.jobs:
+        if self.state.is_running(NOISE_JOB):
             return None
         self.noise_info.setText("Measuring the noise…")
         self.noise_warning.setText("")
@@ -147,7 +138,7 @@ class DataSection(DockSection):
         def done(result, _) -> None:
             self.noise_reports[layer.unique_id] = result
 
-        return self.dock.run_job(
+        return self.jobs.run(
             NOISE_JOB,
             lambda _: noise_events(stack_data(layer)),
             doing=f"measuring the noise of {layer.name}",
@@ -188,9 +179,8 @@ class DataSection(DockSection):
         path = source_path(layer)
         if path is not None:
             size = _disk_bytes(path)
-            lines.append(
-                f"{Path(path).name}" + (f": {format_bytes(size)} on disk" if size is not None else "")
-            )
+            on_disk = f": {format_bytes(size)} on disk" if size is not None else ""
+            lines.append(breakable(Path(path).name) + on_disk)
         voxel = voxel_size(layer)
         if data.ndim >= 3 and voxel is not None:
             unit = " nm" if layer.metadata.get("voxel_size_nm") else ""

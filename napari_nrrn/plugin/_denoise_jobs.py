@@ -121,15 +121,25 @@ class _Relay(QObject):
     """
 
     def __init__(
-        self, owner: QObject, worker: JobWorker, bar, describe, on_event, on_done, on_stopped, on_finished
+        self,
+        owner: QObject,
+        worker: JobWorker,
+        bar,
+        describe,
+        on_event,
+        on_done,
+        on_stopped,
+        on_finished,
+        on_error=None,
     ):
         super().__init__(owner)
         self.worker, self.bar, self.describe = worker, bar, describe
-        self.on_event, self.on_done, self.on_stopped, self.on_finished = (
+        self.on_event, self.on_done, self.on_stopped, self.on_finished, self.on_error = (
             on_event,
             on_done,
             on_stopped,
             on_finished,
+            on_error,
         )
         self.destroyed.connect(worker.quit)
 
@@ -142,6 +152,10 @@ class _Relay(QObject):
         if event.done > self.bar.n:
             self.bar.update(event.done - self.bar.n)
         self.bar.set_description(self.describe(event))
+
+    def errored(self, exc: BaseException) -> None:
+        if self.on_error is not None:
+            self.on_error(exc)
 
     def returned(self, result) -> None:
         if result is STOPPED:
@@ -166,6 +180,7 @@ def start_job(
     on_finished: Callable[[], None],
     on_event: Callable[[object], None] | None = None,
     on_stopped: Callable[[], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
     stop_by_closing: bool = True,
 ) -> JobWorker:
     """Start ``make_events(should_stop)`` in a thread worker with a napari progress bar, for ``owner``.
@@ -173,17 +188,19 @@ def start_job(
     In the GUI thread: ``on_event(event)`` for each event (then the bar shows ``describe(event)``);
     ``on_done(result, stop_requested)`` when the generator ended by itself (a trainer told to stop ends so,
     returning its model); ``on_stopped()`` when it was closed early; neither after an error, which becomes a
-    notification "Error while <doing>: ..."; ``on_finished()`` always, last. If ``owner`` is deleted first,
-    the job is stopped and none of these run.
+    notification "Error while <doing>: ..." and ``on_error(that message)``; ``on_finished()`` always, last.
+    If ``owner`` is deleted first, the job is stopped and none of these run.
     """
     stop = threading.Event()
     events = make_events(stop.is_set)
     worker = JobWorker(events, stop, stop_by_closing)
     worker.pbar = bar = _CancellableBar(total=total, desc=doing, cancel_callback=worker.quit)
-    relay = _Relay(owner, worker, bar, describe, on_event, on_done, on_stopped, on_finished)
+    plain_error = None if on_error is None else (lambda exc: on_error(plain_message(exc, doing)))
+    relay = _Relay(owner, worker, bar, describe, on_event, on_done, on_stopped, on_finished, plain_error)
     worker.yielded.connect(relay.yielded)
     worker.returned.connect(relay.returned)
     worker.errored.connect(partial(_notify_error, doing))
+    worker.errored.connect(relay.errored)
     worker.finished.connect(bar.close)  # not through the relay: the bar must go even if the owner has
     worker.finished.connect(relay.finished)
     worker.start()

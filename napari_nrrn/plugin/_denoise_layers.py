@@ -73,15 +73,6 @@ def visible_region(viewer, layer) -> tuple[int, int, int, int] | None:
     return int(y0), int(y1), int(x0), int(x1)
 
 
-def blocks_result(layer, z: int, blocks) -> tuple:
-    """(data, placement) of the per-block outputs: a leading block axis (unit steps from 0) in front of
-    slice ``z`` of ``layer``, so a slider picks the block."""
-    scale, translate = _on_slice(layer, z)
-    stacked = np.stack(blocks)
-    data = stacked if layer.ndim == 2 else stacked[:, None]
-    return data, {"scale": (1.0, *scale), "translate": (0.0, *translate)}
-
-
 def show_result(viewer, name: str, like, data, placement: dict | None = None):
     """Add an image layer ``name`` or, when one exists, replace its data and placement in place.
 

@@ -44,6 +44,7 @@ AUTO = "auto"
 AUTO_OR_UP_TO = {"z_distance": 3}
 AUTO_DEVICE = "auto"
 MAX_INT = 2**31 - 1
+EDITOR_WIDTH = 80  # px
 
 
 def available_devices() -> list[str]:
@@ -80,6 +81,8 @@ class TrainForm(QWidget):
             if editor is None:
                 continue
             self.inputs[field.name] = editor
+            # A spin box sizes itself for 2**31: the form would widen the dock past its edge.
+            editor.setMinimumWidth(EDITOR_WIDTH)
             editor.setToolTip(TOOLTIPS.get(field.name, ""))
             form = main if field.name in MAIN_FIELDS else advanced
             form.addRow(LABELS.get(field.name, field.name.replace("_", " ")), editor)

@@ -1,25 +1,22 @@
 """Section 4 of the denoise dock: what each depth of the model gives on the slice on screen, and the depth
 every preview and full run uses.
 
-Per depth k (what ``model.cut(k)`` returns): the image (a depth slider layer), the mean resin-line IQR, the
-validation loss recorded by training, and the cost in ms per megapixel on the device in use. A model trained
+Per depth k (what ``model.cut(k)`` returns): the image (shown one depth at a time), the mean resin-line IQR,
+the validation loss recorded by training, and the cost in ms per megapixel on the device in use. A model trained
 on every depth gets a recommended depth (``engine.depth.recommend_depth``); for others the section says
 plainly what a cut gives.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from napari.layers import Shapes
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QPushButton, QSpinBox, QTableWidget, QTableWidgetItem
 
 from napari_nrrn.plugin._denoise_layers import (
     BLOCKS,
     PREVIEW,
-    blocks_result,
     current_slice,
     result_name,
     show_result,
@@ -29,21 +26,18 @@ from napari_nrrn.plugin._denoise_layers import (
 from napari_nrrn.plugin._dock_layout import (
     WARNING_STYLE,
     DockSection,
+    WrappedLabel,
     follow_layer_list,
     labelled,
     layer_name_combo,
     row_widget,
     set_choices,
 )
-from napari_nrrn.plugin._preview_section import slice_events
+from napari_nrrn.plugin._dock_state import BLOCKS_JOB, DockJobs, DockState
 from napari_nrrn.plugin._profile_layers import lines_in_data_coords
-from napari_nrrn.plugin.profile_widget import RESIN_LINES_NAME
+from napari_nrrn.plugin._viewer_helpers import RESIN_LINES_NAME, add_resin_lines, slice_events
 from napari_nrrn.words import plural
 
-if TYPE_CHECKING:
-    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
-
-BLOCKS_JOB = "blocks"
 NO_LINES = "(none)"
 COLUMNS = ("output", "mean resin IQR", "validation loss", "ms / MP")
 NOT_YET = "–"
@@ -80,9 +74,16 @@ def explore_events(model, stack, z: int, measure_costs: bool, **options):
 
 
 class DepthSection(DockSection):
-    def __init__(self, dock: DenoiseWidget):
+    """The depth explorer; the depth chosen here ("Use depth") is ``state.depth``.
+
+    Every depth's output of a slice is kept here and one of them at a time is shown as the one-slice layer
+    "<input> NRRN blocks", chosen with "Show depth" (1..K): a layer with a depth axis would add a slider to
+    the viewer that counts from 0 and outlives the layer's purpose."""
+
+    def __init__(self, state: DockState, jobs: DockJobs, viewer):
         super().__init__("4. Depth explorer")
-        self.dock = dock
+        self.state, self.jobs, self.viewer = state, jobs, viewer
+        self._explored: tuple | None = None  # (layer, z, per-depth outputs) of the last exploration
         self._costs: dict = {}  # device choice -> ms/MP per depth, for the current model
         self.lines_combo = layer_name_combo()
         self.lines_combo.setToolTip(
@@ -91,66 +92,84 @@ class DepthSection(DockSection):
         )
         self.blocks_button = QPushButton("Show every depth's output")
         self.blocks_button.setToolTip(
-            "Denoise the slice on screen at every depth (a depth slider layer) and measure each depth's cost"
+            "Denoise the slice on screen at every depth (Show depth picks the one on screen) and measure each "
+            "depth's cost"
         )
         self.blocks_button.clicked.connect(lambda: self.explore_depth())
+        self.add_lines_button = QPushButton("Add resin lines")
+        self.add_lines_button.setToolTip(
+            f"Add a Shapes layer {RESIN_LINES_NAME!r} in line mode: draw lines through resin (the embedding "
+            "material between cells) for the resin IQR column"
+        )
+        self.add_lines_button.clicked.connect(lambda: self.add_resin_lines())
+        self.shown_depth = QSpinBox()
+        self.shown_depth.setRange(1, 1)
+        self.shown_depth.setToolTip("Which depth's output the blocks layer shows")
+        self.shown_depth.valueChanged.connect(self._show_explored)
         self.blocks_table = QTableWidget(0, len(COLUMNS))
         self.blocks_table.setHorizontalHeaderLabels(COLUMNS)
         self.blocks_table.verticalHeader().setVisible(False)
         self.blocks_table.horizontalHeader().setStretchLastSection(True)
         self.blocks_table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._fit_table()
-        self.recommendation = QLabel()
-        self.recommendation.setWordWrap(True)
+        self.recommendation = WrappedLabel()
         self.use_recommended = QPushButton()
         self.use_recommended.clicked.connect(self._use_recommended)
         self._recommended: int | None = None
         self.depth_spin = QSpinBox()
         self.depth_spin.setRange(1, 1)
         self.depth_spin.setToolTip("Cut the model after this many blocks for the preview and the full run")
-        self.depth_spin.valueChanged.connect(self._show_depth_cost)
-        self.depth_cost = QLabel()
-        self.depth_cost.setWordWrap(True)
+        self.depth_spin.valueChanged.connect(self._on_depth)
+        self.depth_cost = WrappedLabel()
         self.addWidget(labelled("Resin lines", self.lines_combo))
+        self.addWidget(self.add_lines_button)
         self.addWidget(self.blocks_button)
+        self.addWidget(labelled("Show depth", self.shown_depth))
         self.addWidget(self.blocks_table)
         self.addWidget(self.recommendation)
         self.addWidget(row_widget(labelled("Use depth", self.depth_spin), self.use_recommended))
         self.addWidget(self.depth_cost)
         self.expand(animate=False)
 
-        follow_layer_list(dock.viewer.layers, self._refresh_lines)
+        follow_layer_list(viewer.layers, self._refresh_lines)
         self._refresh_lines()
-        dock.model_changed.connect(self._on_model)
+        state.events.model.connect(self._on_model)
+        for event in (state.events.model, state.events.input_layer, state.events.running):
+            event.connect(self.update_buttons)
+        self.update_buttons()
 
-    def model_for_run(self, model):
-        """``model`` cut to the chosen depth (the model itself at full depth)."""
-        depth = self.depth_spin.value()
-        return model if depth == model.depth else model.cut(depth)
+    def add_resin_lines(self) -> Shapes:
+        """Add a resin lines layer on the input's pixel grid, in line mode, and measure along it."""
+        layer = add_resin_lines(self.viewer, self.state.input_layer)
+        self.lines_combo.setCurrentText(layer.name)
+        return layer
 
     def explore_depth(self):
         """Show every depth's output of the slice on screen as "<input> NRRN blocks" (a depth slider), the
         full depth's as the preview, and per depth the mean resin IQR, the recorded validation loss and the
         cost. Always the full model, whatever "use depth" says."""
-        dock = self.dock
-        layer, model = dock.require_stack(), dock.require_model()
+        state = self.state
+        layer, model = state.require_stack(), state.require_model()
         if layer is None or model is None:
             return None
-        z = current_slice(layer, dock.viewer.dims.point)
-        device = dock.device()
+        z = current_slice(layer, self.viewer.dims.point)
+        device = state.device
 
         def done(result, _) -> None:
             (output, depths), centre, costs = result
             if costs is not None:
                 self._costs[device] = costs
-            show_result(dock.viewer, result_name(layer.name, BLOCKS), layer, *blocks_result(layer, z, depths))
-            show_result(dock.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
+            self._explored = (layer, z, depths)
+            self.shown_depth.setRange(1, len(depths))
+            self.shown_depth.setValue(len(depths))
+            self._show_explored()
+            show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *slice_result(layer, z, output))
             self._fill_table(self._scores(layer, centre, depths))
             self._show_depth_cost()
 
-        stack, tile = stack_data(layer), dock.tile()
+        stack, tile = stack_data(layer), state.tile
         measure = device not in self._costs
-        return dock.run_job(
+        return self.jobs.run(
             BLOCKS_JOB,
             lambda _: explore_events(model, stack, z, measure, tile=tile, device=device),
             doing=f"computing every depth's output of slice {z} of {layer.name}",
@@ -164,30 +183,28 @@ class DepthSection(DockSection):
         from napari_nrrn.measures.profiles import mean_line_iqr
 
         name = self.lines_combo.currentText()
-        if name not in self.dock.viewer.layers:
+        if name not in self.viewer.layers:
             return None
-        lines = lines_in_data_coords(self.dock.viewer.layers[name], layer)
+        lines = lines_in_data_coords(self.viewer.layers[name], layer)
         if not lines:
             return None
         return [mean_line_iqr(image, lines) for image in (centre, *depths)]
 
     def update_buttons(self) -> None:
-        dock = self.dock
-        has_model = dock.model is not None
-        self.depth_spin.setEnabled(has_model and not dock.is_writing())
-        self.use_recommended.setEnabled(self._recommended is not None and not dock.is_writing())
+        state = self.state
+        has_model = state.model is not None
+        self.depth_spin.setEnabled(has_model and not state.is_writing())
+        self.use_recommended.setEnabled(self._recommended is not None and not state.is_writing())
         self.blocks_button.setEnabled(
-            has_model
-            and dock.input_layer is not None
-            and not dock.is_training()
-            and BLOCKS_JOB not in dock.jobs
+            state.can_denoise() and not state.is_training() and not state.is_running(BLOCKS_JOB)
         )
+        self.shown_depth.setEnabled(self._explored is not None)
 
-    def _on_model(self) -> None:
+    def _on_model(self, model) -> None:
         from napari_nrrn.engine.depth import recommend_depth
 
-        model = self.dock.model
         self._costs = {}
+        self._explored = None
         self.depth_spin.setRange(1, model.depth)
         self.depth_spin.setValue(model.depth)
         losses = val_losses_by_depth(model)
@@ -209,6 +226,18 @@ class DepthSection(DockSection):
         self._fill_table(None)
         self._show_depth_cost()
 
+    def _on_depth(self, depth: int) -> None:
+        self.state.depth = depth
+        self._show_depth_cost()
+
+    def _show_explored(self, *_) -> None:
+        """Show the chosen depth's output of the last exploration as the blocks layer, on its slice."""
+        if self._explored is None:
+            return
+        layer, z, depths = self._explored
+        image = depths[self.shown_depth.value() - 1]
+        show_result(self.viewer, result_name(layer.name, BLOCKS), layer, *slice_result(layer, z, image))
+
     def _use_recommended(self) -> None:
         self.depth_spin.setValue(self._recommended)
 
@@ -221,9 +250,9 @@ class DepthSection(DockSection):
 
     def _fill_table(self, scores: list[float] | None) -> None:
         """One row for the input, one per depth; what is not known yet (before a run) shows a dash."""
-        model = self.dock.model
+        model = self.state.model
         losses = val_losses_by_depth(model)
-        costs = self._costs.get(self.dock.device())
+        costs = self._costs.get(self.state.device)
         explored = scores is not None or costs is not None
         rows = [("input", None, None)]
         rows += [
@@ -248,7 +277,7 @@ class DepthSection(DockSection):
         self._fit_table()
 
     def _refresh_lines(self, event=None) -> None:
-        shapes = [layer.name for layer in self.dock.viewer.layers if isinstance(layer, Shapes)]
+        shapes = [layer.name for layer in self.viewer.layers if isinstance(layer, Shapes)]
         chosen = self.lines_combo.currentText()
         set_choices(self.lines_combo, [NO_LINES, *shapes], chosen if chosen in shapes else RESIN_LINES_NAME)
 
@@ -259,12 +288,12 @@ class DepthSection(DockSection):
         table.setFixedHeight(table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth())
 
     def _show_depth_cost(self, *_) -> None:
-        model = self.dock.model
+        model = self.state.model
         if model is None:
             self.depth_cost.setText("")
             return
         depth, full = self.depth_spin.value(), model.depth
-        costs = self._costs.get(self.dock.device())
+        costs = self._costs.get(self.state.device)
         measured = f" ({costs[depth - 1]:.0f} ms per megapixel measured here)" if costs else ""
         if depth == full:
             self.depth_cost.setText(f"All {plural(full, 'block')} (and the tail) are used{measured}.")

@@ -6,7 +6,7 @@ import weakref
 from collections.abc import Callable
 
 from qtpy.QtCore import QPropertyAnimation, Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QSizePolicy, QWidget
 from superqt import QCollapsible
 
 WARNING_STYLE = "color: #e0a030;"
@@ -24,6 +24,45 @@ class DockSection(QCollapsible):
         super()._expand_collapse(direction, animate=False, emit=emit)
         if direction == QPropertyAnimation.Direction.Forward:
             self.content().setMaximumHeight(UNBOUNDED)
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label whose height follows its text at its width.
+
+    Qt's layouts size a word-wrapped label from its size hint at some other width, and the dock's scroll
+    area ignores height-for-width, so a long line or a report that arrived later was cut off. Here the
+    label's minimum height is the height its text needs at the width it got, updated on every resize and
+    every new text. Its width is the layout's to give (a long word, such as a file name, would otherwise
+    widen the whole dock past its edge, where the scroll area cuts every line): see ``breakable``."""
+
+    def __init__(self, text: str = "", style: str = "", parent=None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        if style:
+            self.setStyleSheet(style)
+        self._fit()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        needed = self.heightForWidth(self.width()) if self.text() else 0
+        if needed != self.minimumHeight():
+            self.setMinimumHeight(max(needed, 0))
+
+
+def breakable(name: str) -> str:
+    """``name`` (a file or layer name) with a zero-width space after each separator, where a word-wrapped
+    label may then break it."""
+    for separator in "_-./\\":
+        name = name.replace(separator, separator + "\u200b")
+    return name
 
 
 def labelled(label: str, widget: QWidget) -> QWidget:

@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton
+from qtpy.QtCore import QSettings
+from qtpy.QtWidgets import QComboBox, QFileDialog, QInputDialog, QLabel, QLineEdit, QPushButton
 
 from napari_nrrn.engine.device import select_device
 from napari_nrrn.plugin._denoise_train_form import AUTO_DEVICE, available_devices
-from napari_nrrn.plugin._dock_layout import DockSection, row_widget
+from napari_nrrn.plugin._dock_layout import DockSection, WrappedLabel, labelled, row_widget
+from napari_nrrn.plugin._dock_state import EXPORT_JOB, DockJobs, DockState
 from napari_nrrn.plugin._training_section import TrainingSection
 
-if TYPE_CHECKING:
-    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
-
-EXPORT_JOB = "export"
 DEVICE_NAMES = {"cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
+# Where the author name of BioImage.IO packages is remembered between sessions (QSettings).
+SETTINGS = ("napari-nrrn", "napari-nrrn")
+AUTHOR_KEY = "bioimageio/author"
+NO_AUTHOR = (
+    "A BioImage.IO package names who trained its weights: type your name in the Model section's "
+    "'Author' field, then export again."
+)
 
 
-def export_events(model, path: Path, overwrite: bool, depth: int | None):
+def export_events(model, path: Path, overwrite: bool, depth: int | None, author: str):
     """A job without progress events: the BioImage.IO package written (seconds: tracing, validation)."""
     from napari_nrrn.model.bioimageio import export_bioimageio
 
-    return export_bioimageio(model, path, overwrite=overwrite, depth=depth)
+    return export_bioimageio(model, path, overwrite=overwrite, depth=depth, author=author)
     yield  # start_job drives generators
 
 
@@ -35,13 +38,13 @@ def describe_model(model) -> str:
 
 
 class ModelSection(DockSection):
-    """Choose the model every preview and run uses, the device, and (nested) train one on the stack."""
+    """Choose the model every preview and run uses (``state.model``), the device (``state.device``), and
+    (nested) train one on the stack."""
 
-    def __init__(self, dock: DenoiseWidget):
+    def __init__(self, state: DockState, jobs: DockJobs, viewer):
         super().__init__("2. Model")
-        self.dock = dock
-        self.model_info = QLabel("No model")
-        self.model_info.setWordWrap(True)
+        self.state, self.jobs = state, jobs
+        self.model_info = WrappedLabel("No model")
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
         self.device_combo.setToolTip("auto: a CUDA GPU, else Apple MPS, else the CPU")
@@ -64,7 +67,11 @@ class ModelSection(DockSection):
             "the BioImage Model Zoo and the tools that read it; Load takes it back"
         )
         self.export_button.clicked.connect(self._ask_export_path)
-        self.training = TrainingSection(dock)
+        self.author_edit = QLineEdit(QSettings(*SETTINGS).value(AUTHOR_KEY, "", type=str))
+        self.author_edit.setPlaceholderText("your name, asked at the first export")
+        self.author_edit.setToolTip("Who trained the weights: named as the author of BioImage.IO packages")
+        self.author_edit.editingFinished.connect(self._remember_author)
+        self.training = TrainingSection(state, jobs, viewer)
 
         self.addWidget(self.model_info)
         self.addWidget(
@@ -72,14 +79,14 @@ class ModelSection(DockSection):
         )
         self.addWidget(row_widget(self.shipped_button, self.load_button, self.save_button))
         self.addWidget(self.export_button)
+        self.addWidget(labelled("Author", self.author_edit))
         self.addWidget(self.training)
         self.expand(animate=False)
         self._show_device()
-
-    def device(self) -> str | None:
-        """The chosen device, None for automatic."""
-        choice = self.device_combo.currentText()
-        return None if choice == AUTO_DEVICE else choice
+        state.events.model.connect(self._show_model)
+        for event in (state.events.model, state.events.running):
+            event.connect(self.update_buttons)
+        self.update_buttons()
 
     def use_shipped_model(self, quiet: bool = False):
         """Use the shipped default model, if this installation has one."""
@@ -109,19 +116,16 @@ class ModelSection(DockSection):
             )
             return None
         kind = model.metadata.get("source", "")
-        self.set_model(model, f"{origin or Path(path).name} ({kind})" if kind else origin or Path(path).name)
+        self.state.set_model(
+            model, f"{origin or Path(path).name} ({kind})" if kind else origin or Path(path).name
+        )
         return model
-
-    def set_model(self, model, origin: str) -> None:
-        """Make ``model`` the one every preview and run uses."""
-        self.model_info.setText(f"Model: {origin}\n{describe_model(model)}")
-        self.dock.set_model(model)
 
     def save_model(self, path: str | Path) -> Path | None:
         """Save the current model (full depth) with its metadata to ``path``."""
         from napari_nrrn.model.checkpoint import save_model
 
-        model = self.dock.model
+        model = self.state.model
         if model is None:
             show_error("No model to save: train or load one first.")
             return None
@@ -135,22 +139,27 @@ class ModelSection(DockSection):
 
     def export_for_bioimageio(self, path: str | Path, overwrite: bool = False):
         """Write the model, cut to the depth the depth explorer's "Use depth" chooses, as a BioImage.IO
-        package at ``path`` (.zip), in a worker; a missing ``bioimageio`` extra or a bad path gives a
-        notification saying what to do, and nothing is written."""
-        dock = self.dock
-        model = dock.require_model()
+        package at ``path`` (.zip) naming the author typed in the Author field, in a worker; no author, a
+        missing ``bioimageio`` extra or a bad path gives a notification saying what to do, and nothing is
+        written."""
+        model = self.state.require_model()
         if model is None:
             return None
+        author = self.author_edit.text().strip()
+        if not author:
+            show_error(NO_AUTHOR)
+            return None
+        self._remember_author()
         path = Path(path).expanduser()
-        chosen = dock.model_for_run().depth
+        chosen = self.state.model_for_run().depth
         depth = None if chosen == model.depth else chosen
 
         def done(written, _) -> None:
             show_info(f"Model (depth {chosen} of {model.depth}) exported for BioImage.IO to {written}")
 
-        return dock.run_job(
+        return self.jobs.run(
             EXPORT_JOB,
-            lambda _: export_events(model, path, overwrite, depth),
+            lambda _: export_events(model, path, overwrite, depth, author),
             doing=f"exporting the model for BioImage.IO to {path}",
             total=0,
             describe=lambda _: f"exporting the model for BioImage.IO to {path.name}",
@@ -158,15 +167,18 @@ class ModelSection(DockSection):
         )
 
     def update_buttons(self) -> None:
-        busy = self.dock.is_training() or self.dock.is_writing()
+        state = self.state
+        busy = state.is_training() or state.is_writing()
         for button in (self.shipped_button, self.load_button):
             button.setEnabled(not busy)
-        has_model = self.dock.model is not None
-        self.save_button.setEnabled(has_model and not self.dock.is_training())
+        has_model = state.model is not None
+        self.save_button.setEnabled(has_model and not state.is_training())
         self.export_button.setEnabled(
-            has_model and not self.dock.is_training() and EXPORT_JOB not in self.dock.jobs
+            has_model and not state.is_training() and not state.is_running(EXPORT_JOB)
         )
-        self.training.update_buttons()
+
+    def _show_model(self, model) -> None:
+        self.model_info.setText(f"Model: {self.state.model_origin}\n{describe_model(model)}")
 
     def _ask_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -181,12 +193,25 @@ class ModelSection(DockSection):
             self.save_model(path)
 
     def _ask_export_path(self) -> None:
+        if not self.author_edit.text().strip():
+            author, given = QInputDialog.getText(
+                self, "Export for BioImage.IO", "The package names who trained the weights. Your name:"
+            )
+            if not (given and author.strip()):
+                return
+            self.author_edit.setText(author.strip())
+            self._remember_author()
         path, _ = QFileDialog.getSaveFileName(
             self, "Export for BioImage.IO", "nrrn-bioimageio.zip", "BioImage.IO packages (*.zip)"
         )
         if path:  # the dialog has asked before replacing a file
             self.export_for_bioimageio(path, overwrite=True)
 
+    def _remember_author(self) -> None:
+        QSettings(*SETTINGS).setValue(AUTHOR_KEY, self.author_edit.text().strip())
+
     def _show_device(self, *_) -> None:
-        device = select_device(self.device())
+        choice = self.device_combo.currentText()
+        self.state.device = None if choice == AUTO_DEVICE else choice
+        device = select_device(self.state.device)
         self.device_info.setText(f"in use: {DEVICE_NAMES.get(device.type, device.type)}")

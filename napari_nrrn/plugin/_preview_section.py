@@ -14,12 +14,10 @@ denoised in the background (prefetch, with auto-preview), cancelled by any inter
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QCheckBox, QLabel, QPushButton, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QPushButton, QSpinBox
 
 from napari_nrrn.engine.tile_cache import DEFAULT_CACHE_BYTES, TileCache
 from napari_nrrn.plugin._denoise_layers import (
@@ -32,39 +30,20 @@ from napari_nrrn.plugin._denoise_layers import (
     triplet,
     visible_region,
 )
-from napari_nrrn.plugin._dock_layout import DockSection, labelled
+from napari_nrrn.plugin._dock_layout import DockSection, WrappedLabel, labelled
+from napari_nrrn.plugin._dock_state import PREVIEW_JOB, DockJobs, DockState
+from napari_nrrn.plugin._viewer_helpers import SliceStatsCache
 
-if TYPE_CHECKING:
-    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
-
-PREVIEW_JOB = "preview"
 PREFETCH_JOB = "prefetch"
 # Auto-preview waits this long after the last slice or view change, so scrolling through z or panning
 # starts one job, not many.
 PREVIEW_DEBOUNCE_MS = 300
-# Slices whose statistics are kept: a few triplets' worth for every layer the user moves between.
-STATS_CACHE_SIZE = 64
-
-
-def slice_events(model, stack, z: int, stats_of=None, **options):
-    """The engine's events for slice ``z`` of ``stack``; returns (the engine's result, the centre slice).
-
-    The slices are read here, in the worker: a lazy stack may be slow to read. ``stats_of(slices)`` gives
-    their whole-slice statistics (default: the engine computes them).
-    """
-    from napari_nrrn.engine.inference import iter_denoise_slice
-
-    slices = triplet(stack, z)
-    stats = None if stats_of is None else stats_of(slices)
-    result = yield from iter_denoise_slice(model, *slices, stats=stats, **options)
-    return result, slices[1]
-
-
-def view_events(session, stack, z: int, stats_of, view, data_key, centre_out: list):
+def view_events(make_session, stack, z: int, stats_of, view, data_key, centre_out: list):
     """The engine's tile events for the part of slice ``z`` of ``stack`` that ``view()`` returns, following
-    it (``InferenceSession.iter_view``). The slices are read here, in the worker (a lazy stack may be slow
-    to read); the centre slice goes into ``centre_out`` before the first tile, for the raw pixels around the
-    finished tiles."""
+    it (``InferenceSession.iter_view``). The session and the slices are made here, in the worker: a lazy
+    stack may be slow to read, and a session refused (a tile under the halo) is the job's error. The centre
+    slice goes into ``centre_out`` before the first tile, for the raw pixels around the finished tiles."""
+    session = make_session()
     slices = triplet(stack, z)
     centre_out.append(slices[1])
     return (yield from session.iter_view(slices, stats_of(slices), view, data_key))
@@ -95,46 +74,10 @@ def view_outside(viewer, layer) -> bool:
     return bool(np.any(high < -0.5) or np.any(low > last))
 
 
-class SliceStatsCache:
-    """Whole-slice (mean, std) of the triplet of slice z of a layer, per (layer, z), for the engine's
-    ``stats``. A layer's entries go when its data is replaced."""
-
-    def __init__(self, size: int = STATS_CACHE_SIZE):
-        self._size = size
-        self._stats: OrderedDict = OrderedDict()
-        self._watched: set = set()
-
-    def watch(self, layer) -> None:
-        """Forget ``layer``'s statistics when its data changes (call in the GUI thread)."""
-        if layer.unique_id not in self._watched:
-            self._watched.add(layer.unique_id)
-            layer.events.data.connect(lambda _: self.forget(layer.unique_id))
-
-    def forget(self, layer_id) -> None:
-        for key in [key for key in self._stats if key[0] == layer_id]:
-            del self._stats[key]
-
-    def getter(self, layer, z: int, depth: int):
-        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept."""
-        from napari_nrrn.engine.inference import triplet_stats
-
-        key = (layer.unique_id, z)
-
-        def stats_of(slices):
-            stats = self._stats.get(key)
-            if stats is None:
-                stats = self._stats[key] = triplet_stats(slices, z, depth)
-                while len(self._stats) > self._size:
-                    self._stats.popitem(last=False)
-            return stats
-
-        return stats_of
-
-
 class PreviewSection(DockSection):
-    def __init__(self, dock: DenoiseWidget):
+    def __init__(self, state: DockState, jobs: DockJobs, viewer):
         super().__init__("3. Preview")
-        self.dock = dock
+        self.state, self.jobs, self.viewer = state, jobs, viewer
         self.stats_cache = SliceStatsCache()
         self.tile_cache = TileCache(DEFAULT_CACHE_BYTES)
         self._session = None  # (its key, the InferenceSession): the fast network is built once per model
@@ -174,8 +117,7 @@ class PreviewSection(DockSection):
         self.auto_preview.setToolTip(
             "When the view rests, the slices above and below are denoised too, in the background"
         )
-        self.preview_status = QLabel()
-        self.preview_status.setWordWrap(True)
+        self.preview_status = WrappedLabel()
         self.addWidget(labelled("Tile", self.tile_spin))
         self.addWidget(labelled("Tile cache", self.cache_spin))
         self.addWidget(self.whole_slice)
@@ -188,14 +130,20 @@ class PreviewSection(DockSection):
         self._timer.setSingleShot(True)
         self._timer.setInterval(PREVIEW_DEBOUNCE_MS)
         self._timer.timeout.connect(self._auto_preview)
-        viewer = dock.viewer
         for event in (
             viewer.dims.events.current_step,
             viewer.scene.camera.events.center,
             viewer.scene.camera.events.zoom,
         ):
             event.connect(self._on_view_change)
-        dock.job_finished.connect(self._start_pending)
+        jobs.finished.connect(self._start_pending)
+        jobs.failed.connect(self._on_failed)
+        jobs.refused.connect(self._on_failed)
+        self.tile_spin.valueChanged.connect(self._set_tile)
+        self._set_tile()
+        for event in (state.events.model, state.events.input_layer, state.events.running):
+            event.connect(self.update_buttons)
+        self.update_buttons()
 
     def tile(self) -> int | None:
         """The tile size for every job, None for the whole slice."""
@@ -203,7 +151,7 @@ class PreviewSection(DockSection):
 
     def region(self, layer) -> tuple[int, int, int, int] | None:
         """What the preview denoises: the visible part of the slice (None: the whole slice)."""
-        return None if self.whole_slice.isChecked() else visible_region(self.dock.viewer, layer)
+        return None if self.whole_slice.isChecked() else visible_region(self.viewer, layer)
 
     def session(self, model, device):
         """The inference session of ``model`` on ``device`` at the chosen tile, built once and kept while they
@@ -225,13 +173,13 @@ class PreviewSection(DockSection):
         stops the running one (between tiles) and starts once it ended. A view showing nothing of the
         slice starts nothing and says so.
         """
-        dock = self.dock
-        layer, model = dock.require_stack(), dock.require_model()
+        state = self.state
+        layer, model = state.require_stack(), state.require_model()
         if layer is None or model is None:
             return None
         self.cancel_prefetch()
-        z = current_slice(layer, dock.viewer.dims.point)
-        if not self.whole_slice.isChecked() and view_outside(dock.viewer, layer):
+        z = current_slice(layer, self.viewer.dims.point)
+        if not self.whole_slice.isChecked() and view_outside(self.viewer, layer):
             self.preview_status.setText(
                 f"No part of {layer.name} is on screen: pan or zoom to it to preview it."
             )
@@ -240,7 +188,7 @@ class PreviewSection(DockSection):
         height, width = (int(n) for n in stack.shape[-2:])
         region = self.region(layer)
         whole = (0, height, 0, width)
-        running = dock.jobs.get(PREVIEW_JOB)
+        running = self.jobs.workers.get(PREVIEW_JOB)
         if running is not None:
             if self._previewed is not None and self._previewed[:2] == (layer, z) and not running.cancelled:
                 self._previewed = (layer, z, region)
@@ -257,11 +205,11 @@ class PreviewSection(DockSection):
         def on_event(event) -> None:
             self._painted[event.bounds] = event.pixels
             name = result_name(layer.name, PREVIEW)
-            if self._canvas is None or name not in dock.viewer.layers:  # the first tile, or layer removed
+            if self._canvas is None or name not in self.viewer.layers:  # the first tile, or layer removed
                 self._follow(layer, z, self._view)
             else:
                 self._paint(event.bounds, event.pixels)
-                dock.viewer.layers[name].refresh()
+                self.viewer.layers[name].refresh()
             self.preview_status.setText(
                 f"Denoising {self._where(z)}: {event.total - event.done} tiles left"
                 + (" (from the cache)" if event.cached else "")
@@ -285,12 +233,14 @@ class PreviewSection(DockSection):
 
         self.preview_status.setText(f"Denoising {self._where(z)}…")
         stats_of = self._stats_getter(layer, z)
-        session = self.session(dock.model_for_run(), dock.device())
+        model, device = state.model_for_run(), state.device
         data_key = self._data_key(layer, z)
         centre = self._centre
-        return dock.run_job(
+        return self.jobs.run(
             PREVIEW_JOB,
-            lambda _: view_events(session, stack, z, stats_of, lambda: self._view, data_key, centre),
+            lambda _: view_events(
+                lambda: self.session(model, device), stack, z, stats_of, lambda: self._view, data_key, centre
+            ),
             doing=f"computing the preview of {self._where(z)} of {layer.name}",
             total=1,
             describe=lambda event: f"NRRN preview of slice {z}: tile {event.done}/{event.total}",
@@ -300,12 +250,18 @@ class PreviewSection(DockSection):
         )
 
     def cancel_prefetch(self) -> None:
-        self.dock.cancel(PREFETCH_JOB)
+        self.jobs.cancel(PREFETCH_JOB)
 
     def update_buttons(self) -> None:
-        dock = self.dock
-        ready = dock.model is not None and dock.input_layer is not None
-        self.preview_button.setEnabled(ready and not dock.is_training())
+        state = self.state
+        self.preview_button.setEnabled(state.can_denoise() and not state.is_training())
+
+    def _on_failed(self, kind: str, message: str) -> None:
+        if kind == PREVIEW_JOB:
+            self.preview_status.setText(f"Preview failed: {message}")
+
+    def _set_tile(self, *_) -> None:
+        self.state.tile = self.tile()
 
     # ---------------------------------------------------------------- painting
 
@@ -328,7 +284,7 @@ class PreviewSection(DockSection):
         for bounds, pixels in self._painted.items():
             self._paint(bounds, pixels)
         placed = slice_result(layer, z, image, (y0, x0))
-        show_result(self.dock.viewer, result_name(layer.name, PREVIEW), layer, *placed)
+        show_result(self.viewer, result_name(layer.name, PREVIEW), layer, *placed)
 
     def _paint(self, bounds, pixels) -> None:
         (y0, y1, x0, x1), image = self._canvas
@@ -364,12 +320,12 @@ class PreviewSection(DockSection):
         cancels it (``_on_view_change``, ``preview``)."""
         depth = int(stack_data(layer).shape[0])
         zs = [n for n in (z + 1, z - 1) if 0 <= n < depth]
-        if not zs or self.tile_cache.max_bytes == 0 or self.dock.model is None:
+        if not zs or self.tile_cache.max_bytes == 0 or self.state.model is None:
             return
-        stack, session = stack_data(layer), self.session(self.dock.model_for_run(), self.dock.device())
+        stack, session = stack_data(layer), self.session(self.state.model_for_run(), self.state.device)
         getters = {n: self._stats_getter(layer, n) for n in zs}
         keys = {n: self._data_key(layer, n) for n in zs}
-        self.dock.run_job(
+        self.jobs.run(
             PREFETCH_JOB,
             lambda _: prefetch_events(session, stack, zs, getters.__getitem__, region, keys.__getitem__),
             doing=f"denoising slices {zs} of {layer.name} ahead",
@@ -396,9 +352,9 @@ class PreviewSection(DockSection):
     def _auto_preview(self) -> None:
         """Re-run the preview if the slice or the part of it on screen is not the one last previewed. Decided
         when the debounce ends: napari updates the visible corners when it draws, after the camera event."""
-        layer = self.dock.input_layer
-        if self.dock.model is None or layer is None:
+        layer = self.state.input_layer
+        if self.state.model is None or layer is None:
             return
-        shown = (layer, current_slice(layer, self.dock.viewer.dims.point), self.region(layer))
+        shown = (layer, current_slice(layer, self.viewer.dims.point), self.region(layer))
         if shown != self._previewed:
             self.preview()

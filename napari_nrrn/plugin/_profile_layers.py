@@ -17,7 +17,6 @@ from napari_nrrn.measures.profiles import data_to_world, iqr, path_distances, pa
 from napari_nrrn.progress import Cancelled, Progress
 
 LINE_SHAPE_TYPES = ("line", "path")
-RESIN_LINES_NAME = "resin lines"
 
 
 class NoSliceHere(ValueError):
@@ -56,7 +55,7 @@ def layer_slice(layer, world_point):
 
     A 2-D layer is shown on every slice of a 3-D viewer, so it is profiled on every slice. A layer of 3 or
     more dimensions is indexed on each leading axis at the position nearest the viewer's, as napari shows
-    it: a stack at the displayed slice, the dock's 4-D "NRRN blocks" layer at the displayed depth too.
+    it: a stack at the displayed slice, a layer with a further axis (time, channel) at its displayed index.
     """
     if getattr(layer, "rgb", False):
         raise ValueError(f"layer '{layer.name}' is RGB: profiles need a grey-level image")

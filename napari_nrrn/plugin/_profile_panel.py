@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
 from ._denoise_jobs import start_job
 from ._dock_layout import layer_name_combo, set_choices
 from ._profile_layers import (
-    RESIN_LINES_NAME,
     NoSliceHere,
     compute_profiles,
     length_unit,
@@ -42,13 +41,13 @@ from ._profile_layers import (
 )
 from ._profile_plot import ProfilePlot
 from ._profile_table import fill_table, fit_height, results_table, write_profiles_csv
+from ._viewer_helpers import DRAWN_ON, RESIN_LINES_NAME, add_resin_lines
 
 TABLE_COLUMNS = ("layer", "line", "iqr", "mean", "std", "samples")
 TABLE_HEADERS = ("layer", "line", "IQR", "mean", "std", "samples")
 TABLE_ROWS_SHOWN = 8  # the table grows to show this many rows before it scrolls
 DEBOUNCE_MS = 150
 COLOURS = matplotlib.colormaps["tab10"].colors
-DRAWN_ON = "nrrn_drawn_on"  # metadata of a lines layer made here: the image layer whose grid it uses
 
 
 class ProfilePanel(QWidget):
@@ -238,23 +237,9 @@ class ProfilePanel(QWidget):
         """Add a Shapes layer for resin lines, in line-drawing mode, on the pixel grid of the image looked at
         (``looked_at``); layers of another field are then no longer ticked by default."""
         image = self.looked_at()
-        grid, metadata = {}, {}
         if image is None:
             show_warning("No image layers yet: open an image, then draw lines through its resin.")
-        else:
-            grid = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
-            metadata = {DRAWN_ON: image.name}
-        # 2-D, so the lines show (and are profiled) on every slice of a stack.
-        layer = self.viewer.add_shapes(
-            ndim=2,
-            name=RESIN_LINES_NAME,
-            edge_color="yellow",
-            edge_width=2,
-            face_color="transparent",
-            metadata=metadata,
-            **grid,
-        )
-        layer.mode = "add_line"
+        layer = add_resin_lines(self.viewer, like=image)
         self.choose_shapes_layer(layer.name)
         return layer
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QFileDialog, QLabel, QLineEdit, QMessageBox, QPushButton
+from qtpy.QtWidgets import QFileDialog, QLineEdit, QMessageBox, QPushButton
 
 from napari_nrrn.plugin._denoise_jobs import format_duration
 from napari_nrrn.plugin._denoise_layers import DENOISED, result_name, show_result, stack_data, voxel_size
-from napari_nrrn.plugin._dock_layout import DockSection, labelled, row_widget, safe_file_name
+from napari_nrrn.plugin._dock_layout import DockSection, WrappedLabel, labelled, row_widget, safe_file_name
+from napari_nrrn.plugin._dock_state import STACK_JOB, DockJobs, DockState
 from napari_nrrn.words import plural
 
-if TYPE_CHECKING:
-    from napari_nrrn.plugin.denoise_widget import DenoiseWidget
-
-STACK_JOB = "stack"
 ESTIMATE = "estimate"
 
 
@@ -31,15 +27,17 @@ def estimated_then(model, stack, tile, device, writing):
     line = estimate_stack(model, stack, tile, device).line()
     yield Progress(ESTIMATE, 0, int(stack.shape[0]), time.perf_counter() - started, line)
     return (yield from writing)
-OUTPUT_FILTER = "TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr *.zarr)"
+
+
+OUTPUT_FILTER = "TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr *.zarr);;MRC (*.mrc)"
 
 
 class StackSection(DockSection):
-    def __init__(self, dock: DenoiseWidget):
+    def __init__(self, state: DockState, jobs: DockJobs, viewer):
         super().__init__("5. Denoise the whole stack")
-        self.dock = dock
+        self.state, self.jobs, self.viewer = state, jobs, viewer
         self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText("output .tif / .tiff / .ome.zarr")
+        self.output_edit.setPlaceholderText("output .tif / .tiff / .ome.zarr / .mrc")
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._ask_output_path)
@@ -49,15 +47,18 @@ class StackSection(DockSection):
         self.cancel_stack_button.setToolTip(
             "Stop the run: it stops within one tile; the partial file is removed"
         )
-        self.cancel_stack_button.clicked.connect(lambda: dock.cancel(STACK_JOB))
-        self.stack_status = QLabel()
-        self.stack_status.setWordWrap(True)
+        self.cancel_stack_button.clicked.connect(lambda: jobs.cancel(STACK_JOB))
+        self.stack_status = WrappedLabel()
         self.addWidget(labelled("Output", row_widget(self.output_edit, browse, stretch=self.output_edit)))
         self.addWidget(row_widget(self.stack_button, self.cancel_stack_button))
         self.addWidget(self.stack_status)
         self.expand(animate=False)
         self._written: Path | None = None  # the output of the run in progress, until it ends
-        dock.job_finished.connect(self._on_finished)
+        jobs.failed.connect(self._on_failed)
+        jobs.refused.connect(self._on_refused)
+        for event in (state.events.model, state.events.input_layer, state.events.running):
+            event.connect(self.update_buttons)
+        self.update_buttons()
 
     def denoise_to_file(self, path: str | Path, overwrite: bool = False):
         """Denoise the whole stack slice by slice straight to ``path`` (.tif/.tiff/.zarr/.ome.zarr), then
@@ -65,13 +66,13 @@ class StackSection(DockSection):
         from napari_nrrn.engine.inference import denoise_stack
         from napari_nrrn.io.writers import iter_write_stack
 
-        dock = self.dock
-        layer, model = dock.require_stack(), dock.require_model()
+        state = self.state
+        layer, model = state.require_stack(), state.require_model()
         if layer is None or model is None:
             return None
         path = Path(path).expanduser()
-        model = dock.model_for_run()
-        stack, tile, device = stack_data(layer), dock.tile(), dock.device()
+        model = state.model_for_run()
+        stack, tile, device = stack_data(layer), state.tile, state.device
         voxel = voxel_size(layer)
 
         def describe(event) -> str:
@@ -100,7 +101,7 @@ class StackSection(DockSection):
 
         self.stack_status.setText(f"Measuring what denoising {layer.name} will cost…")
         self._written = path  # before the start: napari's progress bar may handle the job's end in it
-        worker = dock.run_job(
+        worker = self.jobs.run(
             STACK_JOB,
             lambda should_stop: estimated_then(
                 model,
@@ -127,17 +128,22 @@ class StackSection(DockSection):
         return worker
 
     def update_buttons(self) -> None:
-        dock = self.dock
-        writing = dock.is_writing()
-        ready = dock.model is not None and dock.input_layer is not None
-        self.stack_button.setEnabled(ready and not dock.is_training() and not writing)
+        state = self.state
+        writing = state.is_writing()
+        self.stack_button.setEnabled(state.can_denoise() and not state.is_training() and not writing)
         self.cancel_stack_button.setEnabled(writing)
 
-    def _on_finished(self, kind: str) -> None:
-        """After an error (shown as a notification) the writer has removed its partial file too."""
+    def _on_failed(self, kind: str, message: str) -> None:
+        """After an error (also shown as a notification) the writer has removed its partial file."""
         if kind == STACK_JOB and self._written is not None:
-            self.stack_status.setText(f"Stopped by an error: {self._written.name} was not written.")
+            self.stack_status.setText(
+                f"Stopped by an error: {self._written.name} was not written.\n{message}"
+            )
             self._written = None
+
+    def _on_refused(self, kind: str, message: str) -> None:
+        if kind == STACK_JOB:
+            self.stack_status.setText(f"Not started: {message}")
 
     def _open_result(self, layer, path: Path) -> None:
         from napari_nrrn.io.stack import open_stack
@@ -148,7 +154,7 @@ class StackSection(DockSection):
             show_error(f"The denoised stack was written but could not be opened: {error}")
             return
         show_result(
-            self.dock.viewer, result_name(layer.name, DENOISED), layer, data[0] if layer.ndim == 2 else data
+            self.viewer, result_name(layer.name, DENOISED), layer, data[0] if layer.ndim == 2 else data
         )
 
     def _run_to_typed_path(self) -> None:
@@ -170,7 +176,7 @@ class StackSection(DockSection):
         self.denoise_to_file(path, overwrite=overwrite)
 
     def _ask_output_path(self) -> None:
-        layer = self.dock.input_layer
+        layer = self.state.input_layer
         suggestion = f"{safe_file_name(layer.name)}_nrrn.tif" if layer is not None else "denoised.tif"
         path, _ = QFileDialog.getSaveFileName(
             self,

@@ -16,7 +16,8 @@ from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QVBoxLayout, Q
 
 from ._compare_panel import ComparePanel
 from ._dock_layout import follow_layer_list
-from ._profile_layers import RESIN_LINES_NAME, lines_in_data_coords
+from ._profile_layers import lines_in_data_coords
+from ._viewer_helpers import RESIN_LINES_NAME
 from ._profile_panel import ProfilePanel
 
 __all__ = ["ResinProfileWidget", "lines_in_data_coords", "RESIN_LINES_NAME"]
