@@ -1,11 +1,12 @@
 """Read rate of each input format through ``open_stack``, slice by slice as the denoiser reads them.
 
 Writes one stack of real FIB-SEM slices (the FlyEM medulla crop tiled to SIZE x SIZE, DEPTH slices) as an
-uncompressed TIFF, MRC, HDF5 (contiguous, and gzip-chunked two ways), N5 (gzip blocks) and a folder of
-.dat frames; then reads every slice in order with ``stack[z].compute()``, twice, and reports MB/s of
-decoded pixels. The files were just written, so they sit in the page cache: this measures decoding and
-the per-slice overhead, not the disk. HDF5 chunked 16 deep shows the chunk cache at work: each z-layer
-of chunks is decoded once for its 16 slices.
+uncompressed TIFF, MRC, HDF5 (contiguous, and gzip-chunked two ways), N5 (gzip blocks), Zarr v3 (zstd,
+chunked two ways) and a folder of .dat frames; then reads every slice in order with ``stack[z].compute()``,
+and reports MB/s of decoded pixels. The files were just written, so they sit in the page cache: this
+measures decoding and the per-slice overhead, not the disk. HDF5 chunked 16 deep, N5 blocks 16 deep and
+Zarr chunks 64 deep (COSEM's 64^3) show the kept z-layer at work: each z-layer of chunks is decoded once
+for all its slices.
 
     python benchmarks/bench_read.py                  # 64 slices of 1024x1024 uint8, 5 rounds
     python benchmarks/bench_read.py --write-docs     # also put the table into docs/benchmarks.md
@@ -26,6 +27,7 @@ import h5py
 import mrcfile
 import numpy as np
 import tifffile
+import zarr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import cpu_description, replace_section  # noqa: E402
@@ -81,6 +83,8 @@ def write_all(folder: Path, stack: np.ndarray) -> dict[str, str]:
         for name, chunks in [("slices", (1, 256, 256)), ("cubes", (16, 128, 128))]:
             file.create_dataset(name, data=stack, chunks=chunks, compression="gzip", compression_opts=1)
     write_n5(folder / "s.n5", stack, (16, 128, 128))
+    zarr.create_array(folder / "slices.zarr", data=stack, chunks=(1, 256, 256))
+    zarr.create_array(folder / "cubes.zarr", data=stack, chunks=(64, 128, 128))
     write_dat(folder / "frames", stack)
     return {
         "TIFF, uncompressed": str(folder / "s.tif"),
@@ -89,6 +93,8 @@ def write_all(folder: Path, stack: np.ndarray) -> dict[str, str]:
         "HDF5 gzip, chunks 1x256x256": f"{folder / 's.h5'}/slices",
         "HDF5 gzip, chunks 16x128x128": f"{folder / 's.h5'}/cubes",
         "N5 gzip, blocks 16x128x128": str(folder / "s.n5"),
+        "Zarr v3 zstd, chunks 1x256x256": str(folder / "slices.zarr"),
+        "Zarr v3 zstd, chunks 64x128x128": str(folder / "cubes.zarr"),
         ".dat folder, 8-bit frames": str(folder / "frames"),
     }
 

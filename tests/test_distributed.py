@@ -111,6 +111,30 @@ def test_resume_skips_verified_chunks_and_equals_single_process(job, client, tmp
     assert not (output / RECORDS_DIR).exists() and not (output / RUN_FILE).exists()
 
 
+def test_each_worker_builds_the_fused_network_once(job, tmp_path, monkeypatch):
+    """8 chunks of 2 slices on one in-process worker: one FusedNRRN for all 16 slices, not one per slice,
+    and the same pixels as one process."""
+    from napari_nrrn.engine import session as session_module
+
+    stack_path, model_path, expected = job
+    built = []
+
+    class Counted(session_module.FusedNRRN):
+        def __init__(self, *args, **kwargs):
+            built.append(args[1:])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "FusedNRRN", Counted)
+    output = tmp_path / "out.zarr"
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster, Client(cluster, set_as_default=False) as local:
+        run = run_to_end(iter_denoise_distributed(local, model_path, stack_path, output, chunk_slices=CHUNK))
+    assert run.chunks_computed == DEPTH // CHUNK
+    assert len(built) == 1
+    np.testing.assert_array_equal(open_stack(output).compute(), expected)
+
+
 def test_partial_output_of_another_job_is_not_resumed(job, client, tmp_path):
     stack_path, model_path, expected = job
     output = tmp_path / "out.zarr"

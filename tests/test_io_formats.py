@@ -298,6 +298,38 @@ def test_n5_reads_each_block_once(tmp_path, gala, monkeypatch):
     assert sum(decoded.values()) == 16 and max(decoded.values()) == 1
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_decodes_each_deep_chunk_once(tmp_path, zarr_format, monkeypatch):
+    """Chunks 8 slices deep, read slice by slice: each stored chunk is read and decoded once, not 8 times;
+    above the layer cap each slice decodes every chunk it crosses again, with the same values."""
+    import zarr
+
+    values = np.random.default_rng(0).integers(0, 256, (20, 40, 70), dtype=np.uint8)
+    zarr.create_array(tmp_path / "deep.zarr", data=values, chunks=(8, 32, 32), zarr_format=zarr_format)
+    reads = Counter()
+    get = zarr.storage.LocalStore.get
+
+    async def counted_get(store, key, *args, **kwargs):
+        if not key.rsplit("/", 1)[-1].startswith((".z", "zarr.json")):  # chunks, not metadata
+            reads[key] += 1
+        return await get(store, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", counted_get)
+    stack = open_stack(tmp_path / "deep.zarr")
+    assert not reads  # opening reads no pixel data
+    assert stack.chunks == ((1,) * 20, (40,), (70,))
+    for z in range(20):
+        np.testing.assert_array_equal(stack[z].compute(), values[z])
+    assert len(reads) == 3 * 2 * 3 and set(reads.values()) == {1}  # every stored chunk, each once
+
+    reads.clear()
+    monkeypatch.setattr(base, "LAYER_CAP_BYTES", 8 * 40 * 70 - 1)
+    fresh = open_stack(tmp_path / "deep.zarr")
+    np.testing.assert_array_equal(fresh[:10].compute(), values[:10])
+    z_chunk = {key: int(key.replace("/", ".").split(".")[-3]) for key in reads}  # v2 0.1.2, v3 c/0/1/2
+    assert len(reads) == 2 * 2 * 3 and all(reads[key] == (8, 2)[z_chunk[key]] for key in reads)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Every format: no pixel read on opening, one read per slice, the same denoised pixels as from TIFF
 

@@ -4,7 +4,8 @@ The client creates the OME-Zarr output up front under a partial name, with the f
 one slice, every pyramid level and the metadata (``io.ome_zarr_writer``). Each task denoises a chunk of ``n``
 slices, reading ``n + 2`` input slices (the one-slice z halo), and writes its slices and their downsampled
 levels straight into the output: no pixels travel through the client.
-Every worker loads the model once, in a :class:`ModelPlugin`, and keeps it for all its tasks.
+Every worker loads the model once, in a :class:`ModelPlugin`, and keeps it for all its tasks, with one
+``InferenceSession`` (the fused network, built once) per tile and precision the tasks ask for.
 
 A task writes a completion record for its chunk AFTER the data: the chunk's range and a checksum of the
 slices it wrote at each level. In a re-run of the same job (same input, model, chunking) on the partial
@@ -57,7 +58,8 @@ class DistributedRun:
 
 
 class ModelPlugin(WorkerPlugin):
-    """Holds one NRRN per worker, loaded once from checkpoint bytes sent with the plugin.
+    """Holds one NRRN per worker, loaded once from checkpoint bytes sent with the plugin, and the inference
+    sessions its tasks run in.
 
     The device is the one asked for, or CUDA when the worker has it: device ``rank % device_count`` on a
     multi-GPU machine, so that workers spread over the GPUs (a worker started with CUDA_VISIBLE_DEVICES set
@@ -73,6 +75,7 @@ class ModelPlugin(WorkerPlugin):
         self.torch_threads = torch_threads
         self.model = None
         self.device = None
+        self.sessions = {}
 
     def setup(self, worker) -> None:
         import torch
@@ -88,6 +91,18 @@ class ModelPlugin(WorkerPlugin):
             path.write_bytes(self.checkpoint)
             self.model = load_model(path, device=self.device)
         self.checkpoint = None  # the model holds the weights now
+
+    def session(self, tile, precision: str):
+        """This worker's session for ``tile`` and ``precision``, built at its first task: the plugin's name
+        already names the weights and the device, so every chunk after the first reuses the fused network."""
+        from napari_nrrn.engine.inference import inference_dtype
+        from napari_nrrn.engine.session import InferenceSession
+
+        key = (tile, precision)
+        if key not in self.sessions:
+            dtype = inference_dtype(self.device, precision)
+            self.sessions[key] = InferenceSession(self.model, self.device, dtype, tile)
+        return self.sessions[key]
 
 
 def _worker_rank(worker) -> int:
@@ -110,15 +125,22 @@ def _worker_device(request: str | None, rank: int):
 
 
 def denoise_chunk(
-    model, stack, start: int, stop: int, tile=None, device=None, precision: str = "auto"
+    model, stack, start: int, stop: int, tile=None, device=None, precision: str = "auto", session=None
 ) -> np.ndarray:
     """Slices ``start .. stop - 1`` of ``stack`` denoised, reading only slices ``start - 1 .. stop``.
 
     The same per-slice computation as ``denoise_stack``: each slice with its two neighbours, the one
-    existing neighbour used twice at the first and the last slice.
+    existing neighbour used twice at the first and the last slice, all in one ``InferenceSession``:
+    ``session``, or one built here for ``tile``, ``device`` and ``precision``.
     """
-    from napari_nrrn.engine.inference import denoise_slice, triplet_stats
+    from napari_nrrn.engine.device import select_device
+    from napari_nrrn.engine.events import run_to_end
+    from napari_nrrn.engine.inference import inference_dtype, iter_denoise_slice, triplet_stats
+    from napari_nrrn.engine.session import InferenceSession
 
+    if session is None:
+        device = select_device(device)
+        session = InferenceSession(model, device, inference_dtype(device, precision), tile)
     depth = stack.shape[0]
     first, last = max(start - 1, 0), min(stop + 1, depth)
     block = np.asarray(stack[first:last])  # the chunk and its halo: n + 2 slices at most
@@ -127,9 +149,8 @@ def denoise_chunk(
         previous = block[z - 1 - first] if z > 0 else block[z + 1 - first]
         following = block[z + 1 - first] if z < depth - 1 else block[z - 1 - first]
         triplet = (previous, block[z - first], following)
-        output[z - start] = denoise_slice(
-            model, *triplet, tile, device, precision=precision, stats=triplet_stats(triplet, z, depth)
-        )
+        stats = triplet_stats(triplet, z, depth)
+        output[z - start] = run_to_end(iter_denoise_slice(model, *triplet, stats=stats, session=session))
     return output
 
 
@@ -174,7 +195,8 @@ def _denoise_and_write(
 
         torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
     stack = _open_source(source, channel, source_token)
-    slices = denoise_chunk(plugin.model, stack, start, stop, tile, plugin.device, precision)
+    session = plugin.session(tile, precision)
+    slices = denoise_chunk(plugin.model, stack, start, stop, session=session)
     written = write_slices(arrays, start, slices)
     _write_json(record_file, {"start": start, "stop": stop, "sha256": _checksums(written)})
     return start, stop, True

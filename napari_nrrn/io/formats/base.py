@@ -14,6 +14,7 @@ check) and ``folder_calibration(folder)`` (the voxel size from the first file al
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ import numpy as np
 from dask.base import tokenize
 
 VoxelSize = tuple[float, float, float]
+# Largest z-layer of decoded chunks kept for the slices after the first (``LayeredStack``; the last two layers
+# read are kept): a deeper layer is decoded again for each slice, which bounds memory at the cost of speed.
+LAYER_CAP_BYTES = 1 << 29
 
 # Length units of ImageJ, OME-XML, OME-Zarr (UDUNITS-2 names) and N5 metadata, in nanometres.
 _NM_PER_UNIT = {
@@ -198,3 +202,37 @@ def lazy_array(source, identity: str) -> da.Array:
         meta=np.empty((0, 0, 0), source.dtype),
         asarray=False,
     )
+
+
+class LayeredStack:
+    """(Z, Y, X) array-like over stored chunks ``layer_depth`` slices deep whose library decodes whole chunks
+    (N5, Zarr): reading a slice decodes its z-layer of chunks once and keeps it, so that the other slices of
+    that layer are cut from it rather than decoded again. A layer above ``LAYER_CAP_BYTES`` is not kept: each
+    slice then decodes every chunk it crosses.
+
+    Subclasses are frozen dataclasses (hashable and picklable: the layer cache is keyed on them) with
+    ``shape``, ``dtype`` and ``layer_depth``, and define ``decode_layer(index)`` -> (layer depth, Y, X) and
+    ``decode_plane(z)`` -> (Y, X).
+    """
+
+    ndim = 3
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        zs = np.arange(self.shape[0])[key[0]]
+        planes = [self._plane(int(z)) for z in np.atleast_1d(zs)]
+        # np.stack copies: a caller that writes into a slice never writes into the cached layer.
+        out = np.stack(planes)
+        return out[(slice(None), *key[1:])] if zs.ndim else out[(0, *key[1:])]
+
+    def _plane(self, z: int) -> np.ndarray:
+        depth = self.layer_depth
+        layer_bytes = depth * self.shape[1] * self.shape[2] * np.dtype(self.dtype).itemsize
+        if depth == 1 or layer_bytes > LAYER_CAP_BYTES:
+            return self.decode_plane(z)
+        return _cached_layer(self, z // depth)[z % depth]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_layer(source: LayeredStack, index: int) -> np.ndarray:
+    return source.decode_layer(index)

@@ -9,14 +9,13 @@ name the dataset folder, or the N5 root with the dataset path after it (``root.n
 ``root.n5:raw``); a multiscale group opens at ``s0``. Voxel size from ``pixelResolution``
 (``dimensions`` x first, ``unit``), ``resolution`` (nm, x first) or a COSEM ``transform``.
 
-Each dask chunk is one slice; the blocks of one z-layer are decoded once and kept (the last layer read,
-up to ``CACHE_CAP_BYTES``), so that reading slice z + 1 does not decode them again.
+Each dask chunk is one slice; the blocks of one z-layer are decoded once for all its slices
+(``base.LayeredStack``).
 """
 
 from __future__ import annotations
 
 import bz2
-import functools
 import json
 import lzma
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_nrrn.io.formats.base import (
+    LayeredStack,
     StackInfo,
     calibration,
     check_channel,
@@ -38,7 +38,6 @@ from napari_nrrn.io.formats.base import (
 
 NAME = "N5"
 SUFFIXES = (".n5",)
-CACHE_CAP_BYTES = 1 << 29
 _INNER = re.compile(r"^(.*?\.n5):(.*)$", re.IGNORECASE)
 _DECOMPRESS = {
     "raw": lambda data: data,
@@ -153,7 +152,7 @@ def _xyz(sizes, unit: str):
 
 
 @dataclass(frozen=True)
-class _Dataset:
+class _Dataset(LayeredStack):
     """Picklable (Z, Y, X) view of an N5 dataset, read one z-layer of blocks at a time."""
 
     folder: str
@@ -162,28 +161,21 @@ class _Dataset:
     file_dtype: str  # big-endian
     compression: str
     stamp: int  # attributes.json's modification time: a rewritten dataset is not read from the cache
-    ndim = 3
 
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(self.file_dtype).newbyteorder("=")
 
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        zs = np.arange(self.shape[0])[key[0]]
-        planes = [self._plane(int(z)) for z in np.atleast_1d(zs)]
-        out = np.stack(planes) if zs.ndim else planes[0]
-        return out[(slice(None), *key[1:])] if zs.ndim else out[key[1:]]
-
-    def _plane(self, z: int) -> np.ndarray:
-        bz = self.blocks[0]
-        if bz * self.shape[1] * self.shape[2] * self.dtype.itemsize > CACHE_CAP_BYTES:
-            return self._decode_layer(z // bz, z % bz)
-        return _cached_layer(self, z // bz)[z % bz]
+    @property
+    def layer_depth(self) -> int:
+        return self.blocks[0]
 
     def decode_layer(self, index: int) -> np.ndarray:
         """Every block of z-layer ``index`` decoded: (layer depth, Y, X)."""
         return self._decode_layer(index, None)
+
+    def decode_plane(self, z: int) -> np.ndarray:
+        return self._decode_layer(z // self.blocks[0], z % self.blocks[0])
 
     def _decode_layer(self, index: int, keep: int | None) -> np.ndarray:
         bz, by, bx = self.blocks
@@ -215,8 +207,3 @@ class _Dataset:
         if ndim == 2:
             size = np.array([1, *size])
         return values.reshape(size).astype(self.dtype, copy=False)
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_layer(dataset: _Dataset, index: int) -> np.ndarray:
-    return dataset.decode_layer(index)

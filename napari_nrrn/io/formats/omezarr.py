@@ -1,14 +1,30 @@
 """Zarr arrays (v2 or v3) and OME-Zarr images (0.4 and 0.5): the full-resolution level is the stack that is
-processed; every level of the pyramid is kept in ``StackInfo.levels`` so that napari shows it multiscale."""
+processed; every level of the pyramid is kept in ``StackInfo.levels`` so that napari shows it multiscale.
+
+Each dask chunk is one slice. Stored chunks deeper than one slice (COSEM's 64^3) are decoded once for all
+their slices (``base.LayeredStack``): slice z reads its z-layer of chunks, and slices z + 1 .. of that layer
+are cut from it.
+"""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
 
-from napari_nrrn.io.formats.base import StackInfo, VoxelSize, calibration, check_channel, check_grey, nm
+from napari_nrrn.io.formats.base import (
+    LayeredStack,
+    StackInfo,
+    VoxelSize,
+    calibration,
+    check_channel,
+    check_grey,
+    lazy_array,
+    nm,
+)
 
 NAME = "Zarr"
 SUFFIXES = (".zarr",)
@@ -74,24 +90,65 @@ def _zarr_stack(path: Path, array, axes: list[str], channel: int | None) -> da.A
     check_grey(path, array.dtype)
     if axes[-2:] != ["y", "x"]:
         raise ValueError(f"{path} has axes {axes}; napari-nrrn needs the last two axes to be y and x")
-    chunks = [1] * (array.ndim - 2) + list(array.shape[-2:])
-    stack = da.from_zarr(array, chunks=tuple(chunks))
-    index: list = []
-    for name, size in zip(axes[:-2], array.shape[:-2], strict=True):
+    selection: list[int | None] = []  # an index per axis before y and x; None for z
+    depth, layer_depth = 1, 1
+    for name, size, chunk in zip(axes[:-2], array.shape[:-2], array.chunks[:-2], strict=True):
         if name == "c":
-            index.append(check_channel(path, size, channel))
+            selection.append(check_channel(path, size, channel))
         elif name == "z":
-            index.append(slice(None))
+            selection.append(None)
+            depth, layer_depth = size, chunk
         elif size == 1:
-            index.append(0)
+            selection.append(0)
         else:
             raise ValueError(
                 f"{path} has a {name!r} axis of length {size}: save a single z-stack (e.g. one time point)"
             )
     if "c" not in axes:
         check_channel(path, 1, channel)
-    stack = stack[tuple(index)]
-    return stack[None] if stack.ndim == 2 else stack
+    folder = path / array.path
+    metadata = [folder / name for name in (".zarray", "zarr.json") if (folder / name).is_file()]
+    stamp = max((file.stat().st_mtime_ns for file in metadata), default=0)
+    shape = (depth, *array.shape[-2:])
+    source = _ZarrStack(str(path), array.path, tuple(selection), shape, array.dtype.str, layer_depth, stamp)
+    return lazy_array(source, f"{path}:{array.path}:{source.selection}:{stamp}")
+
+
+@dataclass(frozen=True)
+class _ZarrStack(LayeredStack):
+    """Picklable (Z, Y, X) view of a Zarr array, opened in each process at its first read."""
+
+    store: str
+    inner: str  # the array's path in the store
+    selection: tuple[int | None, ...]  # an index per axis before y and x; None for z
+    shape: tuple[int, int, int]
+    dtype_str: str
+    layer_depth: int  # the stored chunks' depth in z
+    stamp: int  # the array metadata's modification time: a rewritten array is not read from the cache
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.dtype_str)
+
+    def decode_layer(self, index: int) -> np.ndarray:
+        start = index * self.layer_depth
+        return self._read(slice(start, min(start + self.layer_depth, self.shape[0])))
+
+    def decode_plane(self, z: int) -> np.ndarray:
+        return self._read(slice(z, z + 1))[0]
+
+    def _read(self, zs: slice) -> np.ndarray:
+        """Slices ``zs``, (n, Y, X): a stack without a z axis is its one slice."""
+        array = _open_array(self.store, self.inner, self.stamp)
+        values = array[tuple(zs if index is None else index for index in self.selection)]
+        return values if None in self.selection else values[None]
+
+
+@functools.lru_cache(maxsize=8)
+def _open_array(store: str, inner: str, stamp: int):
+    import zarr
+
+    return zarr.open_array(store, path=inner, mode="r")
 
 
 def _ome_zarr_calibration(image: dict, dataset: dict, axes_meta: list) -> tuple[VoxelSize | None, bool]:
