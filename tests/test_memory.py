@@ -86,7 +86,11 @@ def test_cli_denoise_reads_each_tiff_slice_a_bounded_number_of_times(planes, mod
     monkeypatch.setattr(stack_io.RawPlane, "read", counted_read)
     assert cli_main(["denoise", str(source), str(tmp_path / "out.ome.zarr"), "--model", str(model_path)]) == 0
     assert len(reads) == DEPTH
-    assert max(reads.values()) <= 3
+    # Up to 3 reads a slice (as centre and as each neighbour); the stated estimate reads the middle
+    # slice's triplet once more before the run.
+    by_slice = [reads[offset] for offset in sorted(reads)]
+    middle = DEPTH // 2
+    assert all(n <= 3 + (abs(z - middle) <= 1) for z, n in enumerate(by_slice)), by_slice
 
 
 def test_pyramid_writer_reads_each_slice_once_and_never_reads_its_output(planes, tmp_path, monkeypatch):
