@@ -506,6 +506,7 @@ def test_napari_offers_each_hdf5_dataset(make_napari_viewer, tmp_path, gala):
 def test_dock_opens_each_hdf5_dataset_and_denoises_as_from_tiff(make_napari_viewer, qtbot, tmp_path, gala):
     """The dock's Open adds one layer per dataset, the first chosen; its full-stack run from an HDF5 layer
     writes what the engine computes from the same array; a .dat folder says its z step is assumed."""
+    from napari_nrrn.plugin._denoise_layers import voxel_size as voxel_size_of_layer
     from napari_nrrn.plugin.denoise_widget import NOISE_JOB
 
     crop = gala[:4, :48, :64]
@@ -534,6 +535,17 @@ def test_dock_opens_each_hdf5_dataset_and_denoises_as_from_tiff(make_napari_view
     widget.data_section.open_stack_path(_files(tmp_path / "dat", gala)["dat"])
     info = widget.data_section.data_info.text()
     assert "z step not recorded in the file: assumed equal to the pixel size" in info
+    # The user gives the milling step: the layer's scale, its voxel size and the text follow.
+    section = widget.data_section
+    dat_layer = section.input_layer
+    assert section.z_step_row.isVisibleTo(section) and section.z_step_spin.value() == 4.0
+    section.z_step_spin.setValue(7.5)
+    section.z_step_spin.editingFinished.emit()
+    assert tuple(dat_layer.scale) == (7.5, 4.0, 4.0)
+    assert voxel_size_of_layer(dat_layer) == (7.5, 4.0, 4.0)
+    assert "z step not recorded in the file: set by you below" in section.data_info.text()
+    section.layer_combo.setCurrentText("two a")  # a file that records its z step asks nothing
+    assert not section.z_step_row.isVisibleTo(section)
 
 
 def test_truncated_n5_block_fails_the_run_naming_it(tmp_path, gala, model_file, capsys):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+
 import numpy as np
 from dask.utils import format_bytes
 from napari.layers import Image
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QFileDialog, QPushButton
+from qtpy.QtWidgets import QDoubleSpinBox, QFileDialog, QPushButton
 
 from napari_nrrn.plugin._denoise_layers import BLOCKS, PREVIEW, source_path, stack_data, voxel_size
 from napari_nrrn.plugin._dock_layout import (
@@ -61,12 +62,23 @@ class DataSection(DockSection):
         open_folder.setToolTip("A folder of per-slice TIFF/.dat files, or a Zarr/OME-Zarr store")
         open_folder.clicked.connect(self._ask_stack_folder)
         self.data_info = WrappedLabel()
+        # Shown for stacks whose file records no z step (.dat frames): the user's value replaces the guess.
+        self.z_step_spin = QDoubleSpinBox()
+        self.z_step_spin.setRange(0.01, 100_000.0)
+        self.z_step_spin.setDecimals(2)
+        self.z_step_spin.setSuffix(" nm")
+        self.z_step_spin.setToolTip(
+            "The distance between slices, which the file does not record (the milling step of the run)"
+        )
+        self.z_step_spin.editingFinished.connect(lambda: self.set_z_step(self.z_step_spin.value()))
+        self.z_step_row = labelled("z step", self.z_step_spin)
         self.data_warning = WrappedLabel(style=WARNING_STYLE)
         self.noise_info = WrappedLabel()
         self.noise_warning = WrappedLabel(style=WARNING_STYLE)
         self.addWidget(labelled("Image layer", self.layer_combo))
         self.addWidget(row_widget(open_file, open_folder))
         self.addWidget(self.data_info)
+        self.addWidget(self.z_step_row)
         self.addWidget(self.data_warning)
         self.addWidget(self.noise_info)
         self.addWidget(self.noise_warning)
@@ -96,6 +108,18 @@ class DataSection(DockSection):
         layers = [self.viewer.add_image(data, **kwargs) for data, kwargs, _ in found]
         self.layer_combo.setCurrentText(layers[0].name)
         return layers[0]
+
+    def set_z_step(self, nm: float) -> None:
+        """Give the chosen layer's z step in nm where its file records none: its scale and recorded voxel
+        size follow, so the preview, the export and the profiles use it."""
+        layer = self.input_layer
+        if layer is None or not layer.metadata.get("z_step_assumed") or layer.ndim != 3:
+            return
+        voxel = voxel_size(layer) or tuple(float(s) for s in layer.scale)
+        layer.metadata["voxel_size_nm"] = (float(nm), *voxel[1:])
+        layer.metadata["z_step_given"] = True
+        layer.scale = (float(nm), *layer.scale[1:])
+        self._show_data_info()
 
     def _ask_stack_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a FIB-SEM stack", "", STACK_FILTER)
@@ -169,6 +193,7 @@ class DataSection(DockSection):
         if layer is None:
             self.data_info.setText("No image layer: open a stack or load one in napari.")
             self.data_warning.setText("")
+            self.z_step_row.setVisible(False)
             return
         data = layer.data[0] if layer.multiscale else layer.data
         dtype = np.dtype(data.dtype)
@@ -185,8 +210,14 @@ class DataSection(DockSection):
         if data.ndim >= 3 and voxel is not None:
             unit = " nm" if layer.metadata.get("voxel_size_nm") else ""
             lines.append("voxel (z, y, x): " + " × ".join(f"{s:g}" for s in voxel) + unit)
-            if layer.metadata.get("z_step_assumed"):
-                lines.append("z step not recorded in the file: assumed equal to the pixel size")
+            if layer.metadata.get("z_step_given"):
+                lines.append("z step not recorded in the file: set by you below")
+            elif layer.metadata.get("z_step_assumed"):
+                lines.append("z step not recorded in the file: assumed equal to the pixel size; set it below")
+        asks_z_step = bool(layer.metadata.get("z_step_assumed")) and data.ndim == 3 and voxel is not None
+        self.z_step_row.setVisible(asks_z_step)
+        if asks_z_step:
+            self.z_step_spin.setValue(voxel[0])
         self.data_info.setText("\n".join(lines))
         self.data_warning.setText(_stack_warning(layer, data))
 

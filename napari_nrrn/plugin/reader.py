@@ -44,7 +44,6 @@ def _layer(found: StackInfo, name: str) -> tuple:
         "name": name,
         "multiscale": len(levels) > 1,
         "scale": tuple(scale),
-        "multiscale": len(levels) > 1,
         "metadata": {
             "path": str(found.path),
             "voxel_size_nm": found.voxel_size,
