@@ -51,7 +51,8 @@ def test_train_writes_a_model_that_loads_and_records_how_it_was_made(small_stack
     assert (
         f"wrote {output}" in out.out and "5 steps, z-distance 1, started from random weights (the" in out.out
     )
-    # The progress bar: its total never changes; the time estimate is printed once the first steps are measured.
+    # The progress bar: its total never changes; the time estimate is printed once the first steps are
+    # measured.
     assert set(re.findall(r"step \d+/(\d+) \[", out.err)) == {"5"} and "step 5/5 [" in out.err
     assert re.search(r"train: \d+\.\d\d s a step, measured on this machine: about \S+ in all", out.err)
     assert f"napari-nrrn train: 5 steps; checkpoints go to {checkpoint}" in out.err
@@ -102,8 +103,8 @@ def test_two_stacks_train_as_repeated_scans(small_stack, tmp_path, shared_data):
 @pytest.mark.parametrize(
     ("make", "extra", "message"),
     [
-        (lambda d: d[0], [], "a single 2-D image has no neighbour slices): add slices, or give 2 or 3 repeated "
-         "scans of the same slices as extra STACKs (napari-nrrn train SCAN_A SCAN_B -o MODEL)"),
+        (lambda d: d[0], [], "a single 2-D image has no neighbour slices): add slices, or give 2 or 3 "
+         "repeated scans of the same slices as extra STACKs (napari-nrrn train SCAN_A SCAN_B -o MODEL)"),
         (lambda d: d[:4], [], "add slices, or train toward the neighbours themselves (--target neighbours, 3 "
          "slices), or give 2 or 3 repeated scans"),
         (lambda d: d[:2], [], "needs at least 5 slices, the stack has 2"),
@@ -186,7 +187,8 @@ def test_train_refuses_an_existing_model_and_a_name_that_is_not_pt(small_stack, 
 def test_the_bar_of_a_short_run_shows_the_validation_loss(shared_data, tmp_path, capsys):
     """50 slices spare a held-out block: 8 steps validate every 2 (at least 4 points), and the bar says so."""
     path = tmp_path / "gala.tif"
-    tifffile.imwrite(path, tifffile.imread(shared_data / "fibsem_flyem_gala_train_50x100x200.tif")[:, :40, :48])
+    gala = tifffile.imread(shared_data / "fibsem_flyem_gala_train_50x100x200.tif")
+    tifffile.imwrite(path, gala[:, :40, :48])
     output = tmp_path / "model.pt"
     assert main(["train", str(path), "-o", str(output), *ADJACENT, "--steps", "8"]) == 0
     err = capsys.readouterr().err

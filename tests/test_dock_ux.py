@@ -16,8 +16,8 @@ from napari_nrrn.model.checkpoint import save_model
 from napari_nrrn.model.nrrn import NRRN
 from napari_nrrn.plugin._training_section import remaining_seconds
 from napari_nrrn.plugin._viewer_helpers import RESIN_LINES_NAME
-from napari_nrrn.progress import Progress
 from napari_nrrn.plugin.denoise_widget import NOISE_JOB, STACK_JOB, TRAIN, DenoiseWidget
+from napari_nrrn.progress import Progress
 
 WAIT_MS = 60_000
 

@@ -6,7 +6,6 @@ import pytest
 import tifffile
 import torch
 
-from napari_nrrn.engine import inference
 from napari_nrrn.engine import session as session_module
 from napari_nrrn.engine.events import Progress
 from napari_nrrn.engine.fused import FusedNRRN

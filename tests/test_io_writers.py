@@ -275,7 +275,7 @@ def test_every_level_is_the_2x2_mean_of_the_level_above(tmp_path, shared_data, m
     levels = _levels(path)
     assert len(levels) == ome_zarr_writer.pyramid_levels(*stack.shape[1:]) >= 3
     np.testing.assert_array_equal(levels[0], stack.compute())
-    for finer, coarser in zip(levels, levels[1:]):
+    for finer, coarser in zip(levels, levels[1:], strict=False):
         assert coarser.dtype == stack.dtype
         np.testing.assert_array_equal(coarser, _mean_2x2(finer))
     assert min(levels[-1].shape[1:]) > 0 and max(levels[-1].shape[1:]) >= 16 > max(levels[-1].shape[1:]) // 2

@@ -465,7 +465,7 @@ def test_hidden_layers_and_other_fields_are_not_profiled_by_default(make_napari_
 
 def test_baseline_layers_go_below_the_resin_lines(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
-    medulla = open_medulla(viewer)
+    open_medulla(viewer)
     widget = dock(viewer)
     widget.profile.add_resin_lines_layer()
     assert widget.compare.run_baselines(MEDULLA, {"gaussian": {"sigma": 1.0}, "median": {"size": 3}})

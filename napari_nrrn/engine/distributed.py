@@ -295,9 +295,9 @@ def iter_denoise_distributed(
     partial output, so that the same call resumes it.
     """
     from napari_nrrn.engine.inference import check_stack, inference_dtype
+    from napari_nrrn.io.ome_zarr_writer import NGFF_VERSIONS, level_shapes
     from napari_nrrn.io.stack import open_stack
     from napari_nrrn.io.stack import voxel_size as read_voxel_size
-    from napari_nrrn.io.ome_zarr_writer import NGFF_VERSIONS, level_shapes
     from napari_nrrn.io.writers import check_ngff, checked_voxel_size, naming_output
 
     output = check_output(output, overwrite)

@@ -519,7 +519,8 @@ def train(
     steps; the validation loss is recomputed on fixed patches of held-out slices every
     ``validation_interval(config)`` steps, at ``VALIDATION_POINTS`` evenly spread times of a time budget,
     and at the last step. Saves a checkpoint to ``checkpoint_path`` every ``checkpoint_every`` steps, at the
-    end, and when stopped (``should_stop()`` true, checked before every step, or the generator closed). ``resume=True`` continues from that checkpoint. ``metadata``
+    end, and when stopped (``should_stop()`` true, checked before every step, or the generator closed).
+    ``resume=True`` continues from that checkpoint. ``metadata``
     (e.g. the data path, the command line) is recorded in checkpoints and in the returned model's
     ``metadata``. Returns the trained model (in eval mode, on the training device). ``clock`` measures
     ``config.seconds`` and the elapsed times: wall time by default; ``time.process_time`` budgets CPU time,

@@ -2,9 +2,9 @@
 every preview and full run uses.
 
 Per depth k (what ``model.cut(k)`` returns): the image (shown one depth at a time), the mean resin-line IQR,
-the validation loss recorded by training, and the cost in ms per megapixel on the device in use. A model trained
-on every depth gets a recommended depth (``engine.depth.recommend_depth``); for others the section says
-plainly what a cut gives.
+the validation loss recorded by training, and the cost in ms per megapixel on the device in use. A model
+trained on every depth gets a recommended depth (``engine.depth.recommend_depth``); for others the section
+says plainly what a cut gives.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ class DepthSection(DockSection):
         )
         self.blocks_button = QPushButton("Show every depth's output")
         self.blocks_button.setToolTip(
-            "Denoise the slice on screen at every depth (Show depth picks the one on screen) and measure each "
-            "depth's cost"
+            "Denoise the slice on screen at every depth (Show depth picks the one on screen) and measure "
+            "each depth's cost"
         )
         self.blocks_button.clicked.connect(lambda: self.explore_depth())
         self.add_lines_button = QPushButton("Add resin lines")

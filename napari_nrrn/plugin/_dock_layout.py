@@ -1,4 +1,4 @@
-"""Small Qt layout helpers shared by the sections of the denoise dock."""
+"""Small Qt layout helpers shared by the sections of the denoise dock and the resin-profile dock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import weakref
 from collections.abc import Callable
 
 from qtpy.QtCore import QPropertyAnimation, Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QSizePolicy, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt import QCollapsible
 
 WARNING_STYLE = "color: #e0a030;"
@@ -129,3 +138,24 @@ def follow_layer_list(layers, refresh: Callable) -> None:
             event.value.events.name.connect(bound)
 
     events.inserted.connect(watch_name)
+
+
+def scrolling_column(dock: QWidget, widgets, stretch: dict | None = None, above=()) -> QScrollArea:
+    """Lay ``widgets`` out in one column that scrolls vertically (never sideways: text wraps instead) as
+    the whole of ``dock``, below the fixed widgets ``above``; ``stretch`` maps a widget to its stretch
+    factor (the column ends in a stretch when none is given)."""
+    column_widget = QWidget()
+    column = QVBoxLayout(column_widget)
+    for widget in widgets:
+        column.addWidget(widget, (stretch or {}).get(widget, 0))
+    if not stretch:
+        column.addStretch(1)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setWidget(column_widget)
+    layout = QVBoxLayout(dock)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in (*above, scroll):
+        layout.addWidget(widget)
+    return scroll

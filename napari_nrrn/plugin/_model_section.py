@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QSettings
 from qtpy.QtWidgets import QComboBox, QFileDialog, QInputDialog, QLabel, QLineEdit, QPushButton

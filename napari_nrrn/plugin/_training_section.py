@@ -7,6 +7,7 @@ from pathlib import Path
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QLineEdit, QPushButton
 
+from napari_nrrn.model.checkpoint import checkpoint_folder
 from napari_nrrn.plugin._denoise_jobs import format_duration
 from napari_nrrn.plugin._denoise_layers import source_path, stack_data
 from napari_nrrn.plugin._denoise_train_form import TrainForm
@@ -20,7 +21,6 @@ from napari_nrrn.plugin._dock_layout import (
     theme_colours,
 )
 from napari_nrrn.plugin._dock_state import TRAIN, DockJobs, DockState
-from napari_nrrn.model.checkpoint import checkpoint_folder
 from napari_nrrn.plugin._loss_plot import LossPlot
 from napari_nrrn.words import plural
 
@@ -59,7 +59,8 @@ class TrainingSection(DockSection):
         self.train_form = TrainForm(skip=("device",))
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setToolTip(
-            f"Where training saves its checkpoints (also when cancelled); empty: a file in {checkpoint_folder()}"
+            "Where training saves its checkpoints (also when cancelled); empty: a file in "
+            f"{checkpoint_folder()}"
         )
         self.train_button = QPushButton("Train")
         self.train_button.clicked.connect(lambda: self.start_training())

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
 from napari_nrrn.plugin._compare_toggle import CompareToggle
 from napari_nrrn.plugin._data_section import DataSection
 from napari_nrrn.plugin._depth_section import DepthSection
+from napari_nrrn.plugin._dock_layout import scrolling_column
 from napari_nrrn.plugin._dock_state import (
     BLOCKS_JOB,
     EXPORT_JOB,
@@ -69,26 +69,17 @@ class DenoiseWidget(QWidget):
         self.depth_section = DepthSection(*sections, napari_viewer)
         self.stack_section = StackSection(*sections, napari_viewer)
         self.compare = CompareToggle(self.state, napari_viewer)
-        column_widget = QWidget()
-        column = QVBoxLayout(column_widget)
-        for section in (
-            self.data_section,
-            self.model_section,
-            self.preview_section,
-            self.depth_section,
-            self.stack_section,
-        ):
-            column.addWidget(section)
-        column.addStretch(1)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.scroll.setWidget(column_widget)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.compare)
-        layout.addWidget(self.scroll)
+        self.scroll = scrolling_column(
+            self,
+            (
+                self.data_section,
+                self.model_section,
+                self.preview_section,
+                self.depth_section,
+                self.stack_section,
+            ),
+            above=(self.progress, self.compare),
+        )
 
         self.model_section.use_shipped_model(quiet=True)
 

@@ -12,13 +12,13 @@ from functools import partial
 
 import napari
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from ._compare_panel import ComparePanel
-from ._dock_layout import follow_layer_list
+from ._dock_layout import follow_layer_list, scrolling_column
 from ._profile_layers import lines_in_data_coords
-from ._viewer_helpers import RESIN_LINES_NAME
 from ._profile_panel import ProfilePanel
+from ._viewer_helpers import RESIN_LINES_NAME
 
 __all__ = ["ResinProfileWidget", "lines_in_data_coords", "RESIN_LINES_NAME"]
 
@@ -36,17 +36,7 @@ class ResinProfileWidget(QWidget):
         self.viewer = viewer
         self.profile = ProfilePanel(viewer)
         self.compare = ComparePanel(viewer, lambda: self.profile.shapes_layer)
-        column_widget = QWidget()
-        column = QVBoxLayout(column_widget)
-        column.addWidget(self.profile, 1)
-        column.addWidget(self.compare)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.scroll.setWidget(column_widget)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.scroll)
+        self.scroll = scrolling_column(self, (self.profile, self.compare), stretch={self.profile: 1})
         self.setMinimumHeight(self.MINIMUM_HEIGHT)
         self._height_shared = False
 
