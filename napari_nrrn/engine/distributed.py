@@ -108,14 +108,15 @@ def _worker_device(request: str | None, rank: int):
 
 
 def denoise_chunk(
-    model, stack, start: int, stop: int, tile=None, device=None, precision: str = "auto"
+    model, stack, start: int, stop: int, tile=None, device=None, precision: str = "auto", register=False
 ) -> np.ndarray:
     """Slices ``start .. stop - 1`` of ``stack`` denoised, reading only slices ``start - 1 .. stop``.
 
     The same per-slice computation as ``denoise_stack``: each slice with its two neighbours, the one
-    existing neighbour used twice at the first and the last slice.
+    existing neighbour used twice at the first and the last slice, shifted onto it with ``register``.
     """
     from napari_nrrn.engine.inference import denoise_slice, triplet_stats
+    from napari_nrrn.engine.registration import register_triplet
 
     depth = stack.shape[0]
     first, last = max(start - 1, 0), min(stop + 1, depth)
@@ -125,6 +126,7 @@ def denoise_chunk(
         previous = block[z - 1 - first] if z > 0 else block[z + 1 - first]
         following = block[z + 1 - first] if z < depth - 1 else block[z - 1 - first]
         triplet = (previous, block[z - first], following)
+        triplet = register_triplet(*triplet) if register else triplet
         output[z - start] = denoise_slice(
             model, *triplet, tile, device, precision=precision, stats=triplet_stats(triplet, z, depth)
         )
@@ -150,6 +152,7 @@ def _denoise_and_write(
     tile,
     precision: str,
     recorded: bool,
+    register: bool = False,
 ) -> tuple[int, int, bool]:
     """The task: denoise one chunk on this worker's model, write it into the output, then its record.
 
@@ -168,7 +171,7 @@ def _denoise_and_write(
 
         torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
     stack = _open_source(source, channel, source_token)
-    slices = denoise_chunk(plugin.model, stack, start, stop, tile, plugin.device, precision)
+    slices = denoise_chunk(plugin.model, stack, start, stop, tile, plugin.device, precision, register)
     target[start:stop] = slices
     _write_json(record_file, {"start": start, "stop": stop, "sha256": _checksum(slices)})
     return start, stop, True
@@ -257,6 +260,7 @@ def iter_denoise_distributed(
     voxel_size=None,
     overwrite: bool = False,
     torch_threads: int | None = None,
+    register: bool | None = None,
 ) -> Generator[Progress, None, DistributedRun]:
     """Denoise the stack at ``source`` into the OME-Zarr ``output`` on the workers of ``client``.
 
@@ -265,8 +269,10 @@ def iter_denoise_distributed(
     those verified as already written by an earlier run of the same job included (see the module
     docstring); returns a :class:`DistributedRun`. Closing the generator early cancels the chunks not yet
     started, waits for the running ones and keeps the partial output, so that the same call resumes it.
+    ``register`` as for ``denoise_stack`` (None: as the model was trained).
     """
     from napari_nrrn.engine.inference import check_stack, inference_dtype
+    from napari_nrrn.engine.registration import model_registers
     from napari_nrrn.io.stack import open_stack
     from napari_nrrn.io.stack import voxel_size as read_voxel_size
     from napari_nrrn.io.writers import checked_voxel_size, naming_output
@@ -280,6 +286,10 @@ def iter_denoise_distributed(
     check_stack(stack)
     voxel_size = checked_voxel_size(read_voxel_size(source) if voxel_size is None else voxel_size)
     checkpoint = _checkpoint_bytes(model)
+    if register is None:
+        from napari_nrrn.model.checkpoint import load_model
+
+        register = model_registers(load_model(model) if isinstance(model, (str, os.PathLike)) else model)
     job = {
         "source": source,
         "source_token": stack.name,  # open_stack's token: the path and the files' modification times
@@ -291,6 +301,7 @@ def iter_denoise_distributed(
         "chunk_slices": chunk_slices,
         "tile": tile,
         "precision": precision,
+        "register": bool(register),
         "package_version": __version__,  # a default tile or precision may change between versions
     }
     partial = partial_path(output)
@@ -311,6 +322,7 @@ def iter_denoise_distributed(
             _denoise_and_write,
             *(plugin_name, source, channel, stack.name, str(array_path), start, stop, tile, precision),
             recorded=(start, stop) in recorded,
+            register=bool(register),
             key=f"{run_prefix}{start}-{stop}",
             pure=False,
         )

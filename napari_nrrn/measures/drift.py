@@ -124,8 +124,9 @@ class DriftReport:
             lines.append(f"blank or constant slices skipped in the drift measurement: z = {skipped}")
         return lines
 
-    def warnings(self) -> list[str]:
-        """One plain sentence per problem, each saying what napari-nrrn does about it."""
+    def warnings(self, register: bool = True) -> list[str]:
+        """One plain sentence per problem, each saying what napari-nrrn does about it; ``register``: whether
+        neighbours are registered (the default where the drift calls for it), or were turned off by hand."""
         found = []
         if self.uncorrelated:
             pairs = ", ".join(f"{z}-{z + 1}" for z in self.uncorrelated)
@@ -146,13 +147,18 @@ class DriftReport:
                 f"than {LARGEST_FRACTION:.0%} of the slice: too far to pair them; register the stack first "
                 "(docs/noise.md names tools)"
             )
-        if self.calls_for_registration():
+        drifts = f"the slices drift by {self.median_step or 0:.2f} px per slice (median; above {STEP_WARNING} px)"
+        if self.calls_for_registration() and not register:
             found.append(
-                f"the slices drift by {self.median_step:.2f} px per slice (median; above {STEP_WARNING} px), "
-                "so neighbours do not show the centre's place and denoising loses quality: napari-nrrn shifts "
-                "each neighbour onto its centre slice by whole pixels before training and denoising (the "
-                "output stays in the centre's frame; turn it off with --no-register); registering the stack "
-                "itself stays your next step (docs/noise.md)"
+                f"{drifts} and registration is turned off: neighbours do not show the centre's place, which "
+                "costs quality"
+            )
+        elif self.calls_for_registration():
+            found.append(
+                f"{drifts}, so neighbours do not show the centre's place and denoising loses quality: "
+                "napari-nrrn shifts each neighbour onto its centre slice by whole pixels before training and "
+                "denoising with the model trained so (the output stays in the centre's frame; turn it off "
+                "with --no-register); registering the stack itself stays your next step (docs/noise.md)"
             )
         return found
 
