@@ -40,12 +40,14 @@ STATS_CACHE_SIZE = 64
 def slice_events(model, stack, z: int, stats_of=None, **options):
     """The engine's events for slice ``z`` of ``stack``; returns (the engine's result, the centre slice).
 
-    The slices are read here, in the worker: a lazy stack may be slow to read. ``stats_of(slices)`` gives
+    The slices are read here, in the worker: a lazy stack may be slow to read; the neighbours are registered
+    onto the centre when the model was trained so, as ``denoise_stack`` does. ``stats_of(slices)`` gives
     their whole-slice statistics (default: the engine computes them).
     """
     from napari_nrrn.engine.inference import iter_denoise_slice
+    from napari_nrrn.engine.registration import model_registers
 
-    slices = triplet(stack, z)
+    slices = triplet(stack, z, model_registers(model))
     stats = None if stats_of is None else stats_of(slices)
     result = yield from iter_denoise_slice(model, *slices, stats=stats, **options)
     return result, slices[1]
@@ -70,11 +72,12 @@ class SliceStatsCache:
         for key in [key for key in self._stats if key[0] == layer_id]:
             del self._stats[key]
 
-    def getter(self, layer, z: int, depth: int):
-        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept."""
+    def getter(self, layer, z: int, depth: int, registered: bool = False):
+        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept;
+        ``registered``: of the neighbours shifted onto the centre (their statistics differ)."""
         from napari_nrrn.engine.inference import triplet_stats
 
-        key = (layer.unique_id, z)
+        key = (layer.unique_id, z, registered)
 
         def stats_of(slices):
             stats = self._stats.get(key)
@@ -180,8 +183,10 @@ class PreviewSection(DockSection):
 
         self.preview_status.setText(f"Denoising {where}…")
         self.stats_cache.watch(layer)
-        stats_of = self.stats_cache.getter(layer, z, int(stack.shape[0]))
+        from napari_nrrn.engine.registration import model_registers
+
         model, tile, device = dock.model_for_run(), self.tile(), dock.device()
+        stats_of = self.stats_cache.getter(layer, z, int(stack.shape[0]), model_registers(model))
         return dock.run_job(
             PREVIEW_JOB,
             lambda _: slice_events(model, stack, z, stats_of, tile=tile, device=device, region=region),
