@@ -8,7 +8,7 @@ average (``STEP``). Then the same noise as benchmarks/bench_depth_noise.py (shot
 noise 10: about 19 grey levels), independent between slices, is added to the drifted clean stack, so the
 reference of each run is the clean stack drifted the same way.
 
-Each run trains NRRN K=4, C=32 with ``napari_nrrn.train`` on its noisy stack, from random weights, with
+Each run trains NRRN (K=4, C=32 by default; ``--depth``, ``--width``) with ``napari_nrrn.train`` on its noisy stack, from random weights, with
 registration forced on (``+reg``) or off, for a fixed number of steps (``--steps``, default STEPS) on one
 torch thread; the machine was shared, so step counts, not CPU minutes, make runs comparable. Scoring
 denoises slices 16, 32 and 48 at full depth in float32, with registration as the run trained, and scores
@@ -119,10 +119,12 @@ def measure() -> dict:
     return result
 
 
-def run(name: str, seed: int, steps: int) -> None:
+def run(name: str, seed: int, steps: int, depth: int, width: int) -> None:
     kind, register = name.removesuffix("+reg"), name.endswith("+reg")
     _, noisy, _ = stacks(kind)
-    config = TrainConfig(steps=steps, seed=seed, start_from=RANDOM, register=register)
+    config = TrainConfig(
+        depth=depth, width=width, steps=steps, seed=seed, start_from=RANDOM, register=register
+    )
     torch.set_num_threads(1)
     began = time.perf_counter()
     model = run_to_end(train(noisy, config, clock=time.process_time))
@@ -156,6 +158,8 @@ def score_all() -> list[dict]:
                 "run": record["benchmark"]["run"],
                 "seed": training["config"]["seed"],
                 "steps": training["step"],
+                "depth": model.depth,
+                "width": model.width,
                 "cpu_s": training["elapsed_s"],
                 "psnr": psnr_value,
                 "ssim": ssim_value,
@@ -175,6 +179,8 @@ def main() -> int:
     parser.add_argument("--run", choices=names, help="train this run and save its model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--depth", type=int, default=4, help="blocks K (default 4, the default model)")
+    parser.add_argument("--width", type=int, default=32, help="feature maps C (default 32)")
     parser.add_argument("--measure", action="store_true", help="reported steps against the true ones")
     parser.add_argument("--score", action="store_true", help="score every saved run")
     args = parser.parse_args()
@@ -182,7 +188,7 @@ def main() -> int:
     if args.measure:
         print(json.dumps(measure(), indent=1))
     if args.run:
-        run(args.run, args.seed, args.steps)
+        run(args.run, args.seed, args.steps, args.depth, args.width)
     if args.score:
         rows = score_all()
         OUT.mkdir(parents=True, exist_ok=True)
