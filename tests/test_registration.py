@@ -139,3 +139,8 @@ def test_registration_can_be_forced_off_or_on(drifting):
     aligned = np.stack([drifting[0]] * 5)
     assert run(aligned).metadata["training"]["register"] is False
     assert run(aligned, register=True).metadata["training"]["register"] is True
+
+
+def test_registration_is_refused_for_repeated_scans(drifting):
+    with pytest.raises(ValueError, match="adjacent mode only"):
+        run(np.stack([drifting[:3], drifting[:3]], axis=1), mode="repeated-2", register=True)

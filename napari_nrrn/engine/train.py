@@ -149,6 +149,11 @@ class TrainConfig:
             )
         if self.blind_spot > 0 and self.patch <= 2 * BLIND_SPOT_RADIUS:
             raise ValueError(f"the blind-spot term needs patches larger than {2 * BLIND_SPOT_RADIUS} pixels")
+        if self.register and self.mode != "adjacent":
+            raise ValueError(
+                f"register = True: registration pairs neighbouring slices, in adjacent mode only ({self.mode} "
+                "pairs scans of one slice, which show the same place)"
+            )
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps = {self.warmup_steps} must be 0 or more")
         if self.start_from not in (SHIPPED, RANDOM) and not Path(self.start_from).is_file():
