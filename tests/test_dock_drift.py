@@ -46,3 +46,10 @@ def test_data_section_reports_drift_and_preview_registers_as_the_model_was_train
     np.testing.assert_array_equal(viewer.layers["drifting NRRN preview"].data[0], expected)
     unregistered = denoise_stack(load_model(path), drifting, register=False)[2].compute()
     assert not np.array_equal(expected, unregistered)
+    form = widget.training_section.train_form
+    switch = form.inputs["register"]
+    assert [switch.itemText(i) for i in range(switch.count())] == ["auto", "on", "off"]
+    assert switch.currentText() == "auto" and form.config(device="cpu").register is None
+    for value in (True, False, None):
+        form.set_value("register", value)
+        assert form.config(device="cpu").register is value
