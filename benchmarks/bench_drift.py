@@ -8,14 +8,15 @@ average (``STEP``). Then the same noise as benchmarks/bench_depth_noise.py (shot
 noise 10: about 19 grey levels), independent between slices, is added to the drifted clean stack, so the
 reference of each run is the clean stack drifted the same way.
 
-Each run trains NRRN (K=4, C=32 by default; ``--depth``, ``--width``) with ``napari_nrrn.train`` on its noisy stack, from random weights, with
-registration forced on (``+reg``) or off, for a fixed number of steps (``--steps``, default STEPS) on one
-torch thread; the machine was shared, so step counts, not CPU minutes, make runs comparable. Scoring
+Each run trains NRRN (K=4, C=32 by default; ``--depth``, ``--width``) with ``napari_nrrn.train`` on its noisy
+stack, from random weights, with registration forced on (``+reg``) or off, for a fixed number of steps
+(``--steps``, default STEPS) on one torch thread; the machine was shared, so step counts, not CPU minutes,
+make runs comparable. Scoring
 denoises slices 16, 32 and 48 at full depth in float32, with registration as the run trained, and scores
 them against the drifted clean slices.
 
     python benchmarks/bench_drift.py --measure              # the reported steps against the true ones
-    python benchmarks/bench_drift.py --run whole+reg --seed 0
+    python benchmarks/bench_drift.py --run whole+reg --seed 0 --depth 2 --width 16
     python benchmarks/bench_drift.py --score                 # the table, from saved runs
 
 Runs and their models go to benchmarks/out/drift/ (not committed).
@@ -132,12 +133,15 @@ def run(name: str, seed: int, steps: int, depth: int, width: int) -> None:
     metadata["benchmark"] = {"run": name, "stack": kind, "wall_s": time.perf_counter() - began}
     OUT.mkdir(parents=True, exist_ok=True)
     save_model(model, OUT / f"{name}-seed{seed}.pt", metadata)
-    print(f"{name} seed {seed}: {metadata['training']['step']} steps, {metadata['training']['elapsed_s']:.0f} CPU s")
+    training = metadata["training"]
+    print(f"{name} seed {seed}: {training['step']} steps, {training['elapsed_s']:.0f} CPU s")
 
 
 def score(model, kind: str, register: bool) -> tuple[float, float]:
     clean, noisy, _ = stacks(kind)
-    images = {z: denoise_slice(model, *slice_triplet(noisy, z, register), precision="float32") for z in SCORED}
+    images = {
+        z: denoise_slice(model, *slice_triplet(noisy, z, register), precision="float32") for z in SCORED
+    }
     return (
         float(np.mean([psnr(images[z], clean[z], data_range=255) for z in SCORED])),
         float(np.mean([ssim(images[z], clean[z], data_range=255) for z in SCORED])),
@@ -174,16 +178,23 @@ def score_all() -> list[dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    global OUT
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     names = [f"{kind}{suffix}" for kind in STACKS for suffix in ("", "+reg")]
     parser.add_argument("--run", choices=names, help="train this run and save its model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--depth", type=int, default=4, help="blocks K (default 4, the default model)")
     parser.add_argument("--width", type=int, default=32, help="feature maps C (default 32)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where runs are saved and scored (default out/drift)"
+    )
     parser.add_argument("--measure", action="store_true", help="reported steps against the true ones")
     parser.add_argument("--score", action="store_true", help="score every saved run")
     args = parser.parse_args()
+    OUT = args.out or OUT
     print(cpu_description())
     if args.measure:
         print(json.dumps(measure(), indent=1))
