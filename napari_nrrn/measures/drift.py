@@ -200,6 +200,8 @@ def measure_shift(reference, moving) -> tuple[float, float] | None:
 
 
 class ShiftTooLarge(ValueError):
+    """A pair shifted by more than can be measured reliably, or paired."""
+
     def __init__(self, dy: float, dx: float):
         super().__init__(f"shift ({dy:+.1f}, {dx:+.1f}) px is beyond {LARGEST_FRACTION:.0%} of the slice")
         self.dy, self.dx = dy, dx
