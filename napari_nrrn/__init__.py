@@ -23,6 +23,8 @@ _PUBLIC = {
     "ssim": "napari_nrrn.measures.metrics",
     "estimate_noise": "napari_nrrn.measures.noise",
     "NoiseReport": "napari_nrrn.measures.noise",
+    "estimate_drift": "napari_nrrn.measures.drift",
+    "DriftReport": "napari_nrrn.measures.drift",
     "export_bioimageio": "napari_nrrn.model.bioimageio",
 }
 

@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="convolution precision (default auto: float16 on CUDA, bfloat16 on CPUs with native support)",
     )
+    parser.add_argument(
+        "--register",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="shift each neighbour onto its centre slice by whole pixels, measured on STACK (default: as the "
+        "model was trained, its training record)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument(
         "--ngff",
@@ -82,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_nrrn.engine.device import select_device
     from napari_nrrn.engine.estimate import estimate_stack
     from napari_nrrn.engine.inference import check_stack, denoise_stack, inference_dtype
+    from napari_nrrn.engine.registration import model_registers
     from napari_nrrn.io.stack import open_stack, voxel_size
     from napari_nrrn.io.writers import iter_write_stack
     from napari_nrrn.model.checkpoint import default_model_path, load_model
@@ -93,15 +101,22 @@ def run(args: argparse.Namespace) -> int:
     check_stack(stack)
     model_path = Path(args.model) if args.model else default_model_path()
     model = load_model(model_path)
+    register = model_registers(model) if args.register is None else args.register  # the record, before a cut
     if args.depth is not None:
         model = model.cut(args.depth)
     if args.workers is not None or args.scheduler is not None:
-        return _run_distributed(args, model, model_path, source, output)
+        return _run_distributed(args, model, model_path, source, output, register)
     device = select_device(args.device)
     dtype = inference_dtype(device, args.precision)
     stop = threading.Event()
     denoised = denoise_stack(
-        model, stack, tile=args.tile, device=device, precision=args.precision, should_stop=stop.is_set
+        model,
+        stack,
+        tile=args.tile,
+        device=device,
+        precision=args.precision,
+        should_stop=stop.is_set,
+        register=register,
     )
     voxel = voxel_size(source, args.z_step)
     writing = iter_write_stack(denoised, output, voxel_size=voxel, overwrite=args.overwrite, ngff=args.ngff)
@@ -120,13 +135,14 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {output}: {plural(stack.shape[0], 'slice')} of {stack.shape[1]}x{stack.shape[2]} "
         f"{stack.dtype} in "
         f"{seconds:.1f} s, model {model_path.name} (depth {model.depth}, width {model.width}), "
-        f"{device.type}, {str(dtype).removeprefix('torch.')}",
+        f"{device.type}, {str(dtype).removeprefix('torch.')}"
+        + (", neighbours registered onto each slice" if register else ""),
         file=sys.stderr,
     )
     return 0
 
 
-def _run_distributed(args, model, model_path: Path, source: Path, output: Path) -> int:
+def _run_distributed(args, model, model_path: Path, source: Path, output: Path, register: bool) -> int:
     """Each worker picks its own device (its GPU, by rank, on a multi-GPU machine), writes its own chunks."""
     from napari_nrrn.engine.distributed import denoise_distributed, partial_path
     from napari_nrrn.io.stack import voxel_size
@@ -147,6 +163,7 @@ def _run_distributed(args, model, model_path: Path, source: Path, output: Path) 
             channel=args.channel,
             voxel_size=None if args.z_step is None else voxel_size(source, args.z_step),
             ngff=args.ngff,
+            register=register,
         )
     except OSError as error:
         if error.errno is None:

@@ -1,5 +1,6 @@
 """``napari-nrrn info PATH``: what a stack is (shape, type, chunks, voxel size, size on disk), reading
-metadata only; with ``--noise``, also its noise, measured on a few slices."""
+metadata only; with ``--noise``, also its noise and the drift between adjacent slices, measured on a few
+slices."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--noise",
         action="store_true",
-        help="also measure the noise (level, correlation across z, rows and columns) on a few slices",
+        help="also measure the noise (level, correlation across z, rows and columns) and the drift between "
+        "adjacent slices on a few slices",
     )
 
 
@@ -58,7 +60,25 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         for warning in report.warnings():
             print(f"warning: {warning}")
+        _print_drift(array)
     return 0
+
+
+def _print_drift(array) -> None:
+    from napari_nrrn.measures.drift import estimate_drift
+
+    if array.shape[0] < 2:
+        print("drift between slices: not measured (a single slice)")
+        return
+    try:
+        drift = estimate_drift(array)
+    except ValueError as error:
+        print(f"drift between slices: not measured ({error})")
+        return
+    for line in drift.describe():
+        print(line)
+    for warning in drift.warnings():
+        print(f"warning: {warning}")
 
 
 def _voxel_text(voxel: tuple[float, float, float]) -> str:

@@ -103,6 +103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"weights training starts from: {SHIPPED!r} (the model shipped with napari-nrrn, where it fits "
         f"--depth and --width; the default), {RANDOM!r} (the published form) or a model file",
     )
+    parser.add_argument(
+        "--register",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="shift each neighbour onto its centre slice by whole pixels, in training and when denoising "
+        "with the model (default: when the drift measured between slices calls for it; see "
+        "`napari-nrrn info STACK --noise`)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from MODEL's checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace MODEL if it exists")
     parser.add_argument("--channel", type=int, default=None, help="detector channel of a multi-channel file")
@@ -157,6 +165,8 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, option)
         if value is not None:
             words += [f"--{option.replace('_', '-')}", str(value)]
+    if args.register is not None:
+        words.append("--register" if args.register else "--no-register")
     if args.channel is not None:
         words += ["--channel", str(args.channel)]
     if args.resume:
@@ -167,7 +177,8 @@ def command_line(args: argparse.Namespace) -> str:
 def _config(args: argparse.Namespace, mode: str):
     from napari_nrrn.engine.train import TrainConfig
 
-    values = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    names = (*OPTIONS, "register")
+    values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.seconds is not None:
         values["steps"] = UNBOUNDED_STEPS
     return TrainConfig(mode=mode, **values)
@@ -248,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {output} (depth {config.depth}, width {config.width}, {plural(step, 'step')}"
         + (f", z-distance {distance}" if distance is not None else "")
         + f", started from {model.metadata['training']['started_from']}"
+        + (", neighbours registered" if model.metadata["training"]["register"] else "")
         + (f", validation loss {val_loss:.4f})" if val_loss is not None else ")")
         + f"; checkpoint for --resume: {checkpoint}"
     )

@@ -125,17 +125,26 @@ def _worker_device(request: str | None, rank: int):
 
 
 def denoise_chunk(
-    model, stack, start: int, stop: int, tile=None, device=None, precision: str = "auto", session=None
+    model,
+    stack,
+    start: int,
+    stop: int,
+    tile=None,
+    device=None,
+    precision: str = "auto",
+    session=None,
+    register=False,
 ) -> np.ndarray:
     """Slices ``start .. stop - 1`` of ``stack`` denoised, reading only slices ``start - 1 .. stop``.
 
     The same per-slice computation as ``denoise_stack``: each slice with its two neighbours, the one
-    existing neighbour used twice at the first and the last slice, all in one ``InferenceSession``:
-    ``session``, or one built here for ``tile``, ``device`` and ``precision``.
+    existing neighbour used twice at the first and the last slice, shifted onto it with ``register``, all in
+    one ``InferenceSession``: ``session``, or one built here for ``tile``, ``device`` and ``precision``.
     """
     from napari_nrrn.engine.device import select_device
     from napari_nrrn.engine.events import run_to_end
     from napari_nrrn.engine.inference import inference_dtype, iter_denoise_slice, triplet_stats
+    from napari_nrrn.engine.registration import register_triplet
     from napari_nrrn.engine.session import InferenceSession
 
     if session is None:
@@ -149,6 +158,7 @@ def denoise_chunk(
         previous = block[z - 1 - first] if z > 0 else block[z + 1 - first]
         following = block[z + 1 - first] if z < depth - 1 else block[z - 1 - first]
         triplet = (previous, block[z - first], following)
+        triplet = register_triplet(*triplet) if register else triplet
         stats = triplet_stats(triplet, z, depth)
         output[z - start] = run_to_end(iter_denoise_slice(model, *triplet, stats=stats, session=session))
     return output
@@ -175,6 +185,7 @@ def _denoise_and_write(
     tile,
     precision: str,
     recorded: bool,
+    register: bool = False,
 ) -> tuple[int, int, bool]:
     """The task: denoise one chunk on this worker's model, write it and its pyramid levels into the output,
     then its record.
@@ -196,7 +207,7 @@ def _denoise_and_write(
         torch.set_num_threads(plugin.torch_threads)  # executor threads do not inherit the setup thread's
     stack = _open_source(source, channel, source_token)
     session = plugin.session(tile, precision)
-    slices = denoise_chunk(plugin.model, stack, start, stop, session=session)
+    slices = denoise_chunk(plugin.model, stack, start, stop, session=session, register=register)
     written = write_slices(arrays, start, slices)
     _write_json(record_file, {"start": start, "stop": stop, "sha256": _checksums(written)})
     return start, stop, True
@@ -284,17 +295,20 @@ def iter_denoise_distributed(
     overwrite: bool = False,
     torch_threads: int | None = None,
     ngff: str | None = None,
+    register: bool | None = None,
 ) -> Generator[Progress, None, DistributedRun]:
     """Denoise the stack at ``source`` into the OME-Zarr ``output`` on the workers of ``client``.
 
     ``model`` is an NRRN or a checkpoint path; ``source`` a path every worker can open (``open_stack``).
-    ``voxel_size`` defaults to the source's; ``ngff`` is the OME-Zarr version, "0.5" (default) or "0.4".
+    ``voxel_size`` defaults to the source's; ``ngff`` is the OME-Zarr version, "0.5" (default) or "0.4";
+    ``register`` as for ``denoise_stack`` (None: as the model was trained).
     Yields ``Progress(stage="denoise")`` counting finished slices, those verified as already written by an
     earlier run of the same job included (see the module docstring); returns a :class:`DistributedRun`.
     Closing the generator early cancels the chunks not yet started, waits for the running ones and keeps the
     partial output, so that the same call resumes it.
     """
     from napari_nrrn.engine.inference import check_stack, inference_dtype
+    from napari_nrrn.engine.registration import model_registers
     from napari_nrrn.io.ome_zarr_writer import NGFF_VERSIONS, level_shapes
     from napari_nrrn.io.stack import open_stack
     from napari_nrrn.io.stack import voxel_size as read_voxel_size
@@ -311,6 +325,10 @@ def iter_denoise_distributed(
     check_stack(stack)
     voxel_size = checked_voxel_size(read_voxel_size(source) if voxel_size is None else voxel_size)
     checkpoint = _checkpoint_bytes(model)
+    if register is None:
+        from napari_nrrn.model.checkpoint import load_model
+
+        register = model_registers(load_model(model) if isinstance(model, (str, os.PathLike)) else model)
     job = {
         "source": source,
         "source_token": stack.name,  # open_stack's token: the path and the files' modification times
@@ -324,6 +342,7 @@ def iter_denoise_distributed(
         "levels": len(level_shapes(stack.shape)),
         "tile": tile,
         "precision": precision,
+        "register": bool(register),
         "package_version": __version__,  # a default tile or precision may change between versions
     }
     partial = partial_path(output)
@@ -345,6 +364,7 @@ def iter_denoise_distributed(
             *(plugin_name, source, channel, stack.name, str(partial), job["levels"], start, stop),
             *(tile, precision),
             recorded=(start, stop) in recorded,
+            register=bool(register),
             key=f"{run_prefix}{start}-{stop}",
             pure=False,
         )

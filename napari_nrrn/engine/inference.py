@@ -36,6 +36,7 @@ from napari_nrrn.engine.device import select_device
 from napari_nrrn.engine.events import Cancelled, Progress, run_to_end
 from napari_nrrn.engine.fused import FusedNRRN, cpu_has_native_bfloat16
 from napari_nrrn.engine.normalise import slice_stats
+from napari_nrrn.engine.registration import model_registers, register_triplet
 from napari_nrrn.engine.session import InferenceSession, TileDone
 from napari_nrrn.engine.tiling import plan_tiles, stitch
 from napari_nrrn.model.nrrn import NRRN
@@ -252,15 +253,16 @@ def _neighbours(z: int, depth: int) -> tuple[int, int]:
     return (z - 1 if z > 0 else 1), (z + 1 if z < depth - 1 else depth - 2)
 
 
-def slice_triplet(stack, z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def slice_triplet(stack, z: int, register: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slices (z-1, z, z+1) of a (Z, Y, X) stack as numpy, reading only those; at an end, the one neighbour
-    twice."""
+    twice. ``register``: each neighbour shifted onto slice z by whole pixels (engine/registration.py)."""
     check_stack(stack)
     depth = stack.shape[0]
     if not 0 <= z < depth:
         raise ValueError(f"slice {z} is outside the stack of {plural(depth, 'slice')}")
     before, after = _neighbours(z, depth)
-    return tuple(np.asarray(stack[index]) for index in (before, z, after))
+    triplet = tuple(np.asarray(stack[index]) for index in (before, z, after))
+    return register_triplet(*triplet) if register else triplet
 
 
 def triplet_stats(triplet, z: int, depth: int) -> SliceStats:
@@ -292,9 +294,14 @@ def run_unless_stopped(events, should_stop):
             return finished.value
 
 
-def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto", should_stop=None) -> da.Array:
+def denoise_stack(
+    model: NRRN, stack, tile=None, device=None, precision="auto", should_stop=None, register=None
+) -> da.Array:
     """The denoised stack, lazily: a dask array of the same shape and dtype, one chunk per slice; computing
     slice z reads input slices z-1, z and z+1 only. All slices run in one ``InferenceSession``.
+
+    ``register``: shift each neighbour onto its centre by whole pixels (engine/registration.py); None: as the
+    model was trained (its training record, ``model_registers``).
 
     ``should_stop``: a callable checked between batches of tiles; when it returns True, the slice being
     computed stops there and raises ``Cancelled`` (a writer computing the stack then removes its partial
@@ -304,6 +311,7 @@ def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto", 
     device = select_device(device)
     # One session for the stack: the fast network is built once (a bad tile, device or precision fails now).
     session = InferenceSession(model, device, inference_dtype(device, precision), tile)
+    register = model_registers(model) if register is None else bool(register)
     stack = _as_slice_chunked(stack)
     depth = stack.shape[0]
     # Neighbour stacks, one slice per chunk: at each end the one neighbour stands in for the missing one.
@@ -312,6 +320,7 @@ def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto", 
 
     def denoise_chunk(prev, centre, next, block_info=None):
         triplet = (prev[0], centre[0], next[0])
+        triplet = register_triplet(*triplet) if register else triplet
         stats = triplet_stats(triplet, block_info[None]["chunk-location"][0], depth)
         events = iter_denoise_slice(model, *triplet, stats=stats, session=session)
         return (run_to_end(events) if should_stop is None else run_unless_stopped(events, should_stop))[None]
@@ -319,11 +328,14 @@ def denoise_stack(model: NRRN, stack, tile=None, device=None, precision="auto", 
     return da.map_blocks(denoise_chunk, before, stack, after, dtype=stack.dtype, token="nrrn-denoise")
 
 
-def iter_denoise_slices(model: NRRN, stack, zs=None, tile=None, device=None, precision="auto"):
+def iter_denoise_slices(model: NRRN, stack, zs=None, tile=None, device=None, precision="auto", register=None):
     """Yield ``(z, denoised slice)`` for each z of ``zs`` (default: all), reading three slices per step: the
-    widget and scripts drive it, showing progress and stopping between slices."""
+    widget and scripts drive it, showing progress and stopping between slices. ``register`` as for
+    ``denoise_stack``."""
     check_stack(stack)
     device = select_device(device)
     session = InferenceSession(model, device, inference_dtype(device, precision), tile)
+    register = model_registers(model) if register is None else bool(register)
     for z in range(stack.shape[0]) if zs is None else zs:
-        yield z, run_to_end(iter_denoise_slice(model, *slice_triplet(stack, z), session=session))
+        triplet = slice_triplet(stack, z, register)
+        yield z, run_to_end(iter_denoise_slice(model, *triplet, session=session))

@@ -14,7 +14,10 @@ Stack the scans of a repeated acquisition on axis 1: ``np.stack([scan_a, scan_b]
 ``dask.array.stack([open_stack(a), open_stack(b)], axis=1)``.
 
 Slices are read one at a time (``stack[z]``) through a bounded LRU cache, and each is z-scored with its
-own whole-slice mean and standard deviation (``engine.normalise``), as at inference. A batch draws its
+own whole-slice mean and standard deviation (``engine.normalise``), as at inference. With ``register``
+(adjacent mode), each slice of a sample is read at (y + dy, x + dx), its whole-pixel shift onto the centre
+(``engine.registration.neighbour_shift``, measured once per slice pair on the cached slices), inputs and
+targets alike; patches are drawn only where every shifted window lies inside its slice. A batch draws its
 centres from a *resident set* of centres whose slices all fit in the cache; one resident is replaced per
 batch, so a batch reads at most one new triplet however large the stack, and a stack that fits in the
 cache is read exactly once. Every patch of a sample gets the same random flip and 90-degree rotation.
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_nrrn.engine.normalise import slice_stats
+from napari_nrrn.engine.registration import Shift, neighbour_shift
 from napari_nrrn.words import for_cli
 
 MODES = ("adjacent", "repeated-2", "repeated-3")
@@ -164,6 +168,7 @@ class TripletSampler:
         seed: int = 0,
         cache_bytes: int = 1 << 30,
         offsets: tuple[int, ...] = ADJACENT,
+        register: bool = False,
     ):
         offsets = tuple(int(o) for o in offsets)
         if 0 not in offsets or list(offsets) != sorted(set(offsets)):
@@ -175,6 +180,8 @@ class TripletSampler:
         self.stack = stack
         self.patch = patch
         self.mode = mode
+        self.register = register and mode == "adjacent"
+        self._shifts: dict[int, tuple[Shift, ...]] = {}
         self.split = split_centres(shape[0], mode, validation_fraction, self.reach)
         slice_bytes = int(np.prod(shape[1:])) * np.dtype(stack.dtype).itemsize
         per_centre = len(self.offsets)
@@ -200,22 +207,49 @@ class TripletSampler:
         """The z indices a sample at ``centre`` reads, in sample order."""
         return tuple(centre + offset for offset in self.offsets)
 
+    def shifts_of(self, centre: int) -> tuple[Shift, ...]:
+        """The whole-pixel (dy, dx) each slice of a sample at ``centre`` is read at, in sample order: all
+        (0, 0) without registration."""
+        if not self.register:
+            return ((0, 0),) * len(self.offsets)
+        if centre not in self._shifts:
+            middle = self.cache.get(centre)[0][0]
+            self._shifts[centre] = tuple(
+                (0, 0) if z == centre else neighbour_shift(middle, self.cache.get(z)[0][0])
+                for z in self.slices_of(centre)
+            )
+        return self._shifts[centre]
+
     def _sample(self, centre: int, y: int, x: int) -> np.ndarray:
         """The z-scored patches of one sample at (y, x), stacked on axis 0."""
         patches = []
-        for z in self.slices_of(centre):
+        for z, (dy, dx) in zip(self.slices_of(centre), self.shifts_of(centre), strict=True):
             scans, stats = self.cache.get(z)
             for scan, (mean, std) in zip(scans, stats, strict=True):
-                window = scan[y : y + self.patch, x : x + self.patch].astype(np.float32)
+                window = scan[y + dy : y + dy + self.patch, x + dx : x + dx + self.patch].astype(np.float32)
                 patches.append((window - np.float32(mean)) / np.float32(std))
         return np.stack(patches)
 
-    def _draw(self, centres, rng: np.random.Generator) -> np.ndarray:
+    def _corner_range(self, centre: int) -> tuple[int, int, int, int]:
+        """Top-left corners (y0..y1, x0..x1, inclusive) where every shifted window of the sample fits."""
         height, width = self.stack.shape[-2:]
+        dys, dxs = zip(*self.shifts_of(centre), strict=True)
+        y0, y1 = -min(dys), height - self.patch - max(dys)
+        x0, x1 = -min(dxs), width - self.patch - max(dxs)
+        if y1 < y0 or x1 < x0:
+            raise ValueError(
+                f"the slices around slice {centre} are shifted by up to {max(map(abs, dys + dxs))} px: no "
+                f"{self.patch} px patch fits inside all of them; train with a smaller patch, or without "
+                "registration (register=False, --no-register)"
+            )
+        return y0, y1, x0, x1
+
+    def _draw(self, centres, rng: np.random.Generator) -> np.ndarray:
         samples = []
         for centre in centres:
-            y = int(rng.integers(0, height - self.patch + 1))
-            x = int(rng.integers(0, width - self.patch + 1))
+            y0, y1, x0, x1 = self._corner_range(int(centre))
+            y = int(rng.integers(y0, y1 + 1))
+            x = int(rng.integers(x0, x1 + 1))
             sample = np.rot90(self._sample(int(centre), y, x), k=int(rng.integers(4)), axes=(1, 2))
             if rng.integers(2):
                 sample = sample[:, :, ::-1]

@@ -24,6 +24,7 @@ from napari_nrrn.engine.device import select_device
 from napari_nrrn.engine.events import TrainProgress
 from napari_nrrn.engine.fused import cpu_has_native_bfloat16
 from napari_nrrn.engine.sampling import MODES, TripletSampler, check_training_stack
+from napari_nrrn.measures.drift import DriftReport, estimate_drift
 from napari_nrrn.measures.noise import INDEPENDENT_BELOW, NoiseReport, estimate_noise
 from napari_nrrn.model.loss import consensus_loss
 from napari_nrrn.model.nrrn import NRRN
@@ -107,6 +108,9 @@ class TrainConfig:
     cache_mb: int = 1024  # slice cache of the sampler
     amp: bool = True  # mixed precision on CUDA and on CPUs with native bf16; float32 elsewhere
     start_from: str = SHIPPED  # SHIPPED, RANDOM or a model file
+    # Shift neighbours onto the centre by whole pixels (engine/registration.py); None: when the drift measured
+    # on the stack calls for it (adjacent mode; DriftReport.calls_for_registration).
+    register: bool | None = None
 
     @classmethod
     def published(cls, **overrides) -> TrainConfig:
@@ -160,6 +164,11 @@ class TrainConfig:
             )
         if self.blind_spot > 0 and self.patch <= 2 * BLIND_SPOT_RADIUS:
             raise ValueError(f"the blind-spot term needs patches larger than {2 * BLIND_SPOT_RADIUS} pixels")
+        if self.register and self.mode != "adjacent":
+            raise ValueError(
+                "register = True: registration pairs neighbouring slices, in adjacent mode only "
+                f"({self.mode} pairs scans of one slice, which show the same place)"
+            )
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps = {self.warmup_steps} must be 0 or more")
         if self.start_from not in (SHIPPED, RANDOM) and not Path(self.start_from).is_file():
@@ -315,6 +324,17 @@ def _measure_noise(stack, config: TrainConfig) -> NoiseReport | None:
         return None
 
 
+def _measure_drift(stack, config: TrainConfig) -> DriftReport | None:
+    """The drift report of an adjacent-mode stack; None in repeated-scan modes, or where slices are too small
+    to measure a shift on."""
+    if config.mode != "adjacent":
+        return None
+    try:
+        return estimate_drift(stack)
+    except ValueError:
+        return None
+
+
 def _blind_spot_warnings(report: NoiseReport | None, config: TrainConfig) -> list[str]:
     if report is None or not config.blind_spot:
         return []
@@ -406,6 +426,7 @@ class _Run:
             seed=config.seed,
             cache_bytes=config.cache_mb << 20,
             offsets=sample_offsets(config),
+            register=bool(config.register),
         )
         self.step = 0
         self.elapsed_before = 0.0
@@ -532,7 +553,9 @@ def train(
     noise allows (``shared_noise_threshold``) stops the run with ``SharedNoiseError``, after saving the
     checkpoint. With a blind-spot term on rows or columns that share noise, a warning (also recorded). The
     weights start from ``config.start_from`` (``starting_weights``), recorded as
-    ``metadata["training"]["started_from"]``.
+    ``metadata["training"]["started_from"]``. The drift between slices is measured too (``estimate_drift``,
+    ``metadata["drift"]``); ``config.register`` None becomes whether it calls for registered neighbours,
+    recorded as ``metadata["training"]["register"]`` (inference then registers with this model).
 
     Bad input (config, stack shape, device, a missing checkpoint) raises here, before the first step.
     """
@@ -553,13 +576,23 @@ def train(
         config = replace(config, z_distance=config.z_distance or report.safe_z_distance())
         _check_stack_depth(shape[0], config, report if notes["z_distance_automatic"] else None)
     notes["z_distance"] = config.z_distance
+    drift = _measure_drift(stack, config)
+    notes["register_automatic"] = config.register is None
+    if config.mode != "adjacent":
+        config = replace(config, register=False)
+    elif config.register is None:
+        config = replace(config, register=drift is not None and drift.calls_for_registration())
+    notes["register"] = config.register
     start, notes["started_from"] = starting_weights(config)
     notes["warnings"] = _blind_spot_warnings(report, config)
+    notes["warnings"] += [] if drift is None else drift.warnings(config.register)
     for warning in notes["warnings"]:
         warnings.warn(warning, stacklevel=2)
     metadata = dict(metadata or {})
     if report is not None:
         metadata["noise"] = report.to_dict()
+    if drift is not None:
+        metadata["drift"] = drift.to_dict()
     device = select_device(config.device)
     return _steps(
         stack, config, device, report, notes, start, should_stop, checkpoint_path, resume, metadata, clock

@@ -142,4 +142,6 @@ class NRRN(nn.Module):
         cut = NRRN(depth=depth, width=self.width, tail=with_tail, every_depth=self.every_depth)
         wanted = cut.state_dict().keys()
         cut.load_state_dict({k: v.clone() for k, v in self.state_dict().items() if k in wanted})
+        if hasattr(self, "metadata"):  # how it was trained (e.g. on registered neighbours) holds for its cuts
+            cut.metadata = self.metadata
         return cut

@@ -1,8 +1,9 @@
 """Section 1 of the denoise dock: which image layer to denoise, what it is, and its noise.
 
-The noise report (``measures.noise.estimate_noise``, a few slices read) is measured in a worker whenever
-another layer is chosen, kept per layer, and shown in plain words, with its warnings when an assumption of
-the training fails (slices that share noise, streaks).
+The noise report (``measures.noise.estimate_noise``, a few slices read) and the drift between slices
+(``measures.drift.estimate_drift``) are measured in a worker whenever another layer is chosen, kept per
+layer, and shown in plain words, with warnings when an assumption of the training fails (slices that share
+noise, streaks, neighbours that do not show the same place).
 """
 
 from __future__ import annotations
@@ -34,14 +35,32 @@ STACK_FILTER = "Stacks (*.tif *.tiff *.dat *.mrc *.rec *.st *.map *.h5 *.hdf5 *.
 
 
 def noise_events(stack):
-    """A job without progress events: (the noise report, None), or (None, why it cannot be measured)."""
+    """A job without progress events: (the noise report, None), or (None, why it cannot be measured); then
+    the drift between slices in plain words (``drift_text``)."""
     from napari_nrrn.measures.noise import estimate_noise
 
     try:
-        return estimate_noise(stack), None
+        return estimate_noise(stack), None, drift_text(stack)
     except ValueError as error:  # too small, blank: said in the section, not as an error
-        return None, str(error)
+        return None, str(error), drift_text(stack)
     yield  # start_job drives generators
+
+
+def drift_text(stack) -> tuple[str, str]:
+    """(what the drift between adjacent slices is, its warnings) in plain words, for the section."""
+    from napari_nrrn.measures.drift import estimate_drift
+
+    try:
+        drift = estimate_drift(stack)
+    except ValueError as error:
+        return f"Drift between slices not measured: {error}", ""
+    shown = drift.describe()[:1] + drift.describe()[2:]  # the per-pair shifts are for the command line
+    warnings = "\n".join(f"⚠ {_sentence(warning)}." for warning in drift.warnings())
+    return "\n".join(_sentence(line) for line in shown), warnings
+
+
+def _sentence(line: str) -> str:
+    return line[0].upper() + line[1:]
 
 
 class DataSection(DockSection):
@@ -80,8 +99,12 @@ class DataSection(DockSection):
         self.addWidget(self.data_info)
         self.addWidget(self.z_step_row)
         self.addWidget(self.data_warning)
+        self.drift_info = WrappedLabel()
+        self.drift_warning = WrappedLabel(style=WARNING_STYLE)
         self.addWidget(self.noise_info)
         self.addWidget(self.noise_warning)
+        self.addWidget(self.drift_info)
+        self.addWidget(self.drift_warning)
         self.expand(animate=False)
         # layer id -> (report or None, why not); a layer's entry goes when its data is replaced
         self.noise_reports: dict = {}
@@ -148,7 +171,7 @@ class DataSection(DockSection):
         worker (None when the report is known, or a measurement is running: it re-checks when it ends)."""
         layer = self.input_layer
         if layer is None or layer.rgb or stack_data(layer).ndim != 3:
-            self._show_report(None, "")
+            self._show_report(None, "", ("", ""))
             return None
         if layer.unique_id in self.noise_reports:
             self._show_report(*self.noise_reports[layer.unique_id])
@@ -157,6 +180,8 @@ class DataSection(DockSection):
             return None
         self.noise_info.setText("Measuring the noise…")
         self.noise_warning.setText("")
+        self.drift_info.setText("")
+        self.drift_warning.setText("")
         self._watch_noise(layer)
 
         def done(result, _) -> None:
@@ -180,7 +205,9 @@ class DataSection(DockSection):
         if kind == NOISE_JOB:
             self.show_noise()  # the report just measured, or the layer chosen meanwhile
 
-    def _show_report(self, report, why_not: str) -> None:
+    def _show_report(self, report, why_not: str, drift: tuple[str, str]) -> None:
+        self.drift_info.setText(drift[0])
+        self.drift_warning.setText(drift[1])
         if report is None:
             self.noise_info.setText(f"Noise not measured: {why_not}" if why_not else "")
             self.noise_warning.setText("")

@@ -109,12 +109,12 @@ def voxel_size(layer) -> tuple[float, float, float] | None:
     return None if scale == (1.0, 1.0, 1.0) else scale
 
 
-def triplet(stack, z: int):
-    """(previous, centre, next) slices at ``z`` as numpy. A single image is its own neighbour: a model
-    trained elsewhere sees it in both channels."""
+def triplet(stack, z: int, register: bool = False):
+    """(previous, centre, next) slices at ``z`` as numpy, the neighbours shifted onto the centre with
+    ``register``. A single image is its own neighbour: a model trained elsewhere sees it in both channels."""
     from napari_nrrn.engine.inference import slice_triplet
 
     if stack.shape[0] == 1:
         image = np.asarray(stack[0])
         return image, image, image
-    return slice_triplet(stack, z)
+    return slice_triplet(stack, z, register)

@@ -3,7 +3,8 @@
 Defaults, types and the set of fields come from ``engine.train.TrainConfig``, so the form never repeats the
 engine's numbers. The everyday fields are shown; the others go in a collapsed "Advanced" section. Fields
 whose type the form cannot edit (none today) keep their default. The z-distance is "auto" (None: training
-chooses it from the noise it measures, as the Data section reports) or a number of slices.
+chooses it from the noise it measures, as the Data section reports) or a number of slices; an optional
+switch (registration) is "auto", "on" or "off".
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ TOOLTIPS = {
     "the depth; random where the width differs), random, or the path of a napari-nrrn model file",
     "supervision": "every-depth: every depth's output is trained, so a cut model is a good denoiser; "
     "final: only the full depth's (the published recipe)",
+    "register": "Shift each neighbour onto its centre slice by whole pixels, in training and when denoising "
+    "with the model. auto: when the drift measured between slices calls for it (see the Data section)",
 }
 CHOICES = {"schedule": SCHEDULES, "mode": MODES, "target": TARGETS, "supervision": SUPERVISIONS}
 # Optional ints chosen from "auto" (None) or 1..N.
 AUTO = "auto"
 AUTO_OR_UP_TO = {"z_distance": 3}
 AUTO_DEVICE = "auto"
+# Optional switches (bool | None): "auto" (None), "on", "off".
+SWITCH = {AUTO: None, "on": True, "off": False}
 MAX_INT = 2**31 - 1
 EDITOR_WIDTH = 80  # px
 
@@ -102,6 +107,11 @@ class TrainForm(QWidget):
             editor.addItems([AUTO, *(str(n) for n in range(1, AUTO_OR_UP_TO[name] + 1))])
             editor.setCurrentText(AUTO if default is None else str(default))
             return editor
+        if kind == "bool|None":
+            editor = QComboBox()
+            editor.addItems(list(SWITCH))
+            editor.setCurrentText(next(text for text, value in SWITCH.items() if value is default))
+            return editor
         if kind == "bool":
             editor = QCheckBox()
             editor.setChecked(default)
@@ -120,7 +130,9 @@ class TrainForm(QWidget):
 
     def set_value(self, name: str, value) -> None:
         editor = self.inputs[name]
-        if isinstance(editor, QComboBox):
+        if self._kinds[name] == "bool|None":
+            editor.setCurrentText(next(text for text, switch in SWITCH.items() if switch is value))
+        elif isinstance(editor, QComboBox):
             editor.setCurrentText(AUTO if value is None and name in AUTO_OR_UP_TO else str(value))
         elif isinstance(editor, QCheckBox):
             editor.setChecked(bool(value))
@@ -134,6 +146,8 @@ class TrainForm(QWidget):
         for name, editor in self.inputs.items():
             if name in AUTO_OR_UP_TO:
                 values[name] = None if editor.currentText() == AUTO else int(editor.currentText())
+            elif self._kinds[name] == "bool|None":
+                values[name] = SWITCH[editor.currentText()]
             elif isinstance(editor, QComboBox):
                 values[name] = editor.currentText()
             elif isinstance(editor, QCheckBox):

@@ -19,6 +19,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QPushButton, QSpinBox
 
+from napari_nrrn.engine.registration import model_registers
 from napari_nrrn.engine.tile_cache import DEFAULT_CACHE_BYTES, TileCache
 from napari_nrrn.plugin._denoise_layers import (
     PREVIEW,
@@ -38,21 +39,24 @@ PREFETCH_JOB = "prefetch"
 # Auto-preview waits this long after the last slice or view change, so scrolling through z or panning
 # starts one job, not many.
 PREVIEW_DEBOUNCE_MS = 300
-def view_events(make_session, stack, z: int, stats_of, view, data_key, centre_out: list):
+
+
+def view_events(make_session, stack, z: int, stats_of, view, data_key, centre_out: list, register=False):
     """The engine's tile events for the part of slice ``z`` of ``stack`` that ``view()`` returns, following
     it (``InferenceSession.iter_view``). The session and the slices are made here, in the worker: a lazy
     stack may be slow to read, and a session refused (a tile under the halo) is the job's error. The centre
-    slice goes into ``centre_out`` before the first tile, for the raw pixels around the finished tiles."""
+    slice goes into ``centre_out`` before the first tile, for the raw pixels around the finished tiles. The
+    neighbours are shifted onto the centre with ``register``, as ``denoise_stack`` does."""
     session = make_session()
-    slices = triplet(stack, z)
+    slices = triplet(stack, z, register)
     centre_out.append(slices[1])
     return (yield from session.iter_view(slices, stats_of(slices), view, data_key))
 
 
-def prefetch_events(session, stack, zs, stats_of, region, data_key):
+def prefetch_events(session, stack, zs, stats_of, region, data_key, register=False):
     """Fill the session's tile cache with ``region`` of the slices ``zs``, one tile per event."""
     for z in zs:
-        slices = triplet(stack, z)
+        slices = triplet(stack, z, register)
         yield from session.iter_view(slices, stats_of(z)(slices), lambda: region, data_key(z))
 
 
@@ -232,14 +236,16 @@ class PreviewSection(DockSection):
             self.preview_status.setText(f"Preview of {self._where(z)} stopped.")
 
         self.preview_status.setText(f"Denoising {self._where(z)}…")
-        stats_of = self._stats_getter(layer, z)
         model, device = state.model_for_run(), state.device
+        register = model_registers(model)
+        stats_of = self._stats_getter(layer, z, register)
         data_key = self._data_key(layer, z)
         centre = self._centre
         return self.jobs.run(
             PREVIEW_JOB,
             lambda _: view_events(
-                lambda: self.session(model, device), stack, z, stats_of, lambda: self._view, data_key, centre
+                lambda: self.session(model, device),
+                *(stack, z, stats_of, lambda: self._view, data_key, centre, register),
             ),
             doing=f"computing the preview of {self._where(z)} of {layer.name}",
             total=1,
@@ -297,12 +303,12 @@ class PreviewSection(DockSection):
 
     # ---------------------------------------------------------------- caches and prefetch
 
-    def _stats_getter(self, layer, z: int):
+    def _stats_getter(self, layer, z: int, register: bool):
         self.stats_cache.watch(layer)
         if layer.unique_id not in self._data_versions:
             self._data_versions[layer.unique_id] = 0
             layer.events.data.connect(lambda _: self._new_data(layer.unique_id))
-        return self.stats_cache.getter(layer, z, int(stack_data(layer).shape[0]))
+        return self.stats_cache.getter(layer, z, int(stack_data(layer).shape[0]), register)
 
     def _data_key(self, layer, z: int):
         """What names the pixels of slice ``z`` of ``layer`` in the tile cache: new data, a new key."""
@@ -322,12 +328,16 @@ class PreviewSection(DockSection):
         zs = [n for n in (z + 1, z - 1) if 0 <= n < depth]
         if not zs or self.tile_cache.max_bytes == 0 or self.state.model is None:
             return
-        stack, session = stack_data(layer), self.session(self.state.model_for_run(), self.state.device)
-        getters = {n: self._stats_getter(layer, n) for n in zs}
+        model = self.state.model_for_run()
+        stack, register = stack_data(layer), model_registers(model)
+        session = self.session(model, self.state.device)
+        getters = {n: self._stats_getter(layer, n, register) for n in zs}
         keys = {n: self._data_key(layer, n) for n in zs}
         self.jobs.run(
             PREFETCH_JOB,
-            lambda _: prefetch_events(session, stack, zs, getters.__getitem__, region, keys.__getitem__),
+            lambda _: prefetch_events(
+                session, stack, zs, getters.__getitem__, region, keys.__getitem__, register
+            ),
             doing=f"denoising slices {zs} of {layer.name} ahead",
             total=1,
             describe=lambda event: f"NRRN prefetch of slices {zs}: tile {event.done}/{event.total}",

@@ -16,12 +16,14 @@ STATS_CACHE_SIZE = 64
 def slice_events(model, stack, z: int, stats_of=None, **options):
     """The engine's events for slice ``z`` of ``stack``; returns (the engine's result, the centre slice).
 
-    The slices are read here, in the worker: a lazy stack may be slow to read. ``stats_of(slices)`` gives
+    The slices are read here, in the worker: a lazy stack may be slow to read; the neighbours are registered
+    onto the centre when the model was trained so, as ``denoise_stack`` does. ``stats_of(slices)`` gives
     their whole-slice statistics (default: the engine computes them).
     """
     from napari_nrrn.engine.inference import iter_denoise_slice
+    from napari_nrrn.engine.registration import model_registers
 
-    slices = triplet(stack, z)
+    slices = triplet(stack, z, model_registers(model))
     stats = None if stats_of is None else stats_of(slices)
     result = yield from iter_denoise_slice(model, *slices, stats=stats, **options)
     return result, slices[1]
@@ -46,11 +48,12 @@ class SliceStatsCache:
         for key in [key for key in self._stats if key[0] == layer_id]:
             del self._stats[key]
 
-    def getter(self, layer, z: int, depth: int):
-        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept."""
+    def getter(self, layer, z: int, depth: int, registered: bool = False):
+        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept;
+        ``registered``: of the neighbours shifted onto the centre (their statistics differ)."""
         from napari_nrrn.engine.inference import triplet_stats
 
-        key = (layer.unique_id, z)
+        key = (layer.unique_id, z, registered)
 
         def stats_of(slices):
             stats = self._stats.get(key)

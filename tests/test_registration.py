@@ -1,0 +1,146 @@
+"""Registered neighbours: training samples and inference read each neighbour shifted onto its centre by the
+measured whole-pixel shift, exactly as shifting by hand would; tiles and regions stay exact."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_nrrn.engine.events import run_to_end
+from napari_nrrn.engine.inference import denoise_slice, denoise_stack, iter_denoise_slices, slice_triplet
+from napari_nrrn.engine.normalise import slice_stats
+from napari_nrrn.engine.registration import model_registers, neighbour_shift, register_triplet, shift_onto
+from napari_nrrn.engine.sampling import TripletSampler
+from napari_nrrn.engine.train import RANDOM, TrainConfig, train
+from napari_nrrn.model.nrrn import NRRN
+
+SIDE = 96
+# Whole-pixel position of each slice's window in the source slice: a drift of a few pixels per slice.
+POSITIONS = [(0, 0), (2, -1), (3, 1), (1, 4), (-2, 5), (-3, 3)]
+
+
+@pytest.fixture(scope="module")
+def drifting(shared_data):
+    """One medulla slice seen through a window that moves by POSITIONS, independent noise per slice: the
+    true shift of slice b onto slice a is POSITIONS[a] - POSITIONS[b]."""
+    source = np.asarray(tifffile.memmap(shared_data / "fibsem_flyem_medulla_A_250cube.tif")[120], np.float64)
+    rng = np.random.default_rng(11)
+    slices = []
+    for dy, dx in POSITIONS:
+        window = source[60 + dy : 60 + dy + SIDE, 60 + dx : 60 + dx + SIDE]
+        slices.append(np.clip(np.rint(window + rng.normal(0, 10, window.shape)), 0, 255))
+    return np.stack(slices).astype(np.uint8)
+
+
+def truth(a: int, b: int) -> tuple[int, int]:
+    return POSITIONS[a][0] - POSITIONS[b][0], POSITIONS[a][1] - POSITIONS[b][1]
+
+
+def by_hand(image, shift):
+    """``image`` read at (y + dy, x + dx), edge pixels repeated beyond it."""
+    dy, dx = shift
+    padded = np.pad(image, 8, mode="edge")
+    return padded[8 + dy : 8 + dy + image.shape[0], 8 + dx : 8 + dx + image.shape[1]]
+
+
+def test_measured_whole_pixel_shifts_are_the_true_ones(drifting):
+    for a in range(len(POSITIONS)):
+        for b in (a - 2, a - 1, a + 1, a + 2):
+            if 0 <= b < len(POSITIONS):
+                assert neighbour_shift(drifting[a], drifting[b]) == truth(a, b)
+
+
+def test_shift_onto_repeats_the_edge_where_the_shift_leaves_the_slice(drifting):
+    for shift in ((0, 0), (3, -2), (-5, 7)):
+        np.testing.assert_array_equal(shift_onto(drifting[0], shift), by_hand(drifting[0], shift))
+
+
+def test_training_samples_equal_hand_shifted_windows(drifting):
+    offsets = (-2, -1, 0, 1, 2)
+    sampler = TripletSampler(drifting, patch=40, validation_fraction=0, offsets=offsets, register=True)
+    plain = TripletSampler(drifting, patch=40, validation_fraction=0, offsets=offsets)
+    for centre in (2, 3):
+        shifts = sampler.shifts_of(centre)
+        assert shifts == tuple(truth(centre, centre + o) for o in offsets)
+        y0, y1, x0, x1 = sampler._corner_range(centre)
+        assert (y0, x0) == (max(-dy for dy, _ in shifts), max(-dx for _, dx in shifts))
+        for y, x in ((y0, x0), (y1, x1), ((y0 + y1) // 2, x0)):
+            expected = []
+            for o, (dy, dx) in zip(offsets, shifts, strict=True):
+                image = drifting[centre + o]
+                window = image[y + dy : y + dy + 40, x + dx : x + dx + 40]
+                mean, std = slice_stats(image)
+                expected.append((window.astype(np.float32) - np.float32(mean)) / np.float32(std))
+            np.testing.assert_array_equal(sampler._sample(centre, y, x), np.stack(expected))
+        assert plain.shifts_of(centre) == ((0, 0),) * 5
+    batch = sampler.batch(8)  # every drawn window fits inside its slice
+    assert batch.shape == (8, 5, 40, 40) and np.isfinite(batch).all()
+
+
+def test_a_shift_that_leaves_no_room_for_a_patch_is_refused_with_the_fix(drifting):
+    sampler = TripletSampler(drifting, patch=SIDE - 2, validation_fraction=0, register=True)
+    with pytest.raises(ValueError, match="smaller patch, or without registration"):
+        sampler.batch(2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    import torch
+
+    torch.manual_seed(0)
+    return NRRN(depth=2, width=4).eval()
+
+
+def test_inference_with_registration_equals_shifting_by_hand_then_denoising(drifting, model):
+    stacked = denoise_stack(model, drifting, tile=32, precision="float32", register=True).compute()
+    for z in range(len(POSITIONS)):
+        before, after = (1 if z == 0 else z - 1), (z + 1 if z < len(POSITIONS) - 1 else z - 1)
+        prev, next_ = by_hand(drifting[before], truth(z, before)), by_hand(drifting[after], truth(z, after))
+        expected = denoise_slice(model, prev, drifting[z], next_, tile=32, precision="float32")
+        np.testing.assert_array_equal(stacked[z], expected)
+        np.testing.assert_array_equal(slice_triplet(drifting, z, register=True)[0], prev)
+    unregistered = denoise_stack(model, drifting, tile=32, precision="float32", register=False).compute()
+    assert not np.array_equal(unregistered, stacked)
+    slices = dict(iter_denoise_slices(model, drifting, zs=[2], tile=32, precision="float32", register=True))
+    np.testing.assert_array_equal(slices[2], stacked[2])
+
+
+def test_tiles_and_regions_stay_exact_with_registered_neighbours(drifting, model):
+    triplet = register_triplet(*drifting[1:4])
+    whole = denoise_slice(model, *triplet, tile=SIDE, precision="float32")
+    tiled = denoise_slice(model, *triplet, tile=20, precision="float32")
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+    region = (5, 61, 30, 90)
+    part = denoise_slice(model, *triplet, tile=20, precision="float32", region=region)
+    np.testing.assert_array_equal(part, tiled[5:61, 30:90])
+
+
+def run(stack, **overrides):
+    config = TrainConfig(depth=1, width=4, patch=24, batch=2, steps=2, start_from=RANDOM, **overrides)
+    return run_to_end(train(stack, config))
+
+
+def test_training_registers_when_the_drift_calls_for_it_and_records_it(drifting, model):
+    trained = run(drifting)
+    record = trained.metadata["training"]
+    assert record["register"] is True and record["register_automatic"] is True
+    assert record["config"]["register"] is True and trained.metadata["drift"]["shifts"]
+    assert any("whole pixels" in warning for warning in record["warnings"])
+    assert model_registers(trained) and not model_registers(model)
+    # Inference follows the model's record unless told otherwise.
+    default = denoise_stack(trained, drifting, precision="float32").compute()
+    forced = denoise_stack(trained, drifting, precision="float32", register=True).compute()
+    np.testing.assert_array_equal(default, forced)
+
+
+def test_registration_can_be_forced_off_or_on(drifting):
+    off = run(drifting, register=False).metadata["training"]
+    assert off["register"] is False and off["register_automatic"] is False
+    assert any("registration is turned off" in warning for warning in off["warnings"])
+    aligned = np.stack([drifting[0]] * 5)
+    assert run(aligned).metadata["training"]["register"] is False
+    assert run(aligned, register=True).metadata["training"]["register"] is True
+
+
+def test_registration_is_refused_for_repeated_scans(drifting):
+    with pytest.raises(ValueError, match="adjacent mode only"):
+        run(np.stack([drifting[:3], drifting[:3]], axis=1), mode="repeated-2", register=True)
