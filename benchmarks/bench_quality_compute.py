@@ -15,12 +15,14 @@ with native bf16, seed 0, from random weights), two protocols, each with no leak
   the first 64 with that bench's independent noise (about 19 grey levels), both widths trained here.
 
 Cost: seconds per megapixel of ``denoise_slice`` (the product's tiled inference, both branches, ``auto``
-precision) on a 1024x1024 slice, the fastest of a few runs; the authors' network runs its own tiler (256 px
-tiles, border K+5) in float32. FLOP per output pixel from DESIGN.md's count (126 C^2 per block per branch,
-plus the tail and stem). The machine is shared: times are the minimum of repeats under contention.
+precision, 2 threads) on a 1024x1024 slice, the fastest of rounds over every method in turn; the authors'
+network runs its own tiler (256 px tiles, border K+5) in float32. FLOP per output pixel from DESIGN.md's
+count (126 C^2 per block per branch, plus the tail and stem). The machine is shared: times are the minimum
+of repeats under contention.
 
     python benchmarks/bench_quality_compute.py --train w16-shipped      # one model (benchmarks/out/)
     python benchmarks/bench_quality_compute.py --score --write-docs     # table, plot, docs
+    python benchmarks/bench_quality_compute.py --score --time-only --write-docs   # re-time, saved quality
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "out"
 TRAINING_STACK = OUT / "medulla_noisy.tif"
 STEPS = 900
-CROP_STEPS = 250  # the crop protocol's equal budget for both widths: 900 steps of C=32 did not fit the session
+# The crop protocol's equal budget for both widths: 900 steps of C=32 did not fit the session.
+CROP_STEPS = 250
 SECTION = "## Quality per compute"
 FIGURE = REPO / "docs" / "images" / "quality_per_compute.png"
 TIMED_SIZE = 1024
@@ -232,10 +235,13 @@ def write_docs(table: dict, cpu: str, repeats: int) -> None:
         f"| {authors_flop_per_pixel(4, 32) / 1e6:.2f} | as the shipped model at depth 4 (same network) | |"
     )
     careamics = ", ".join(f"{v} ({k})" for k, v in CAREAMICS_S_PER_MP.items())
-    lines.append(f"| CAREamics N2V2 U-Net, prediction (issue 22's figures, not measured here) | {careamics} | | | |")
+    lines.append(
+        f"| CAREamics N2V2 U-Net, prediction (issue 22's figures, not measured here) | {careamics} | | | |"
+    )
     for name, label in (("bm3d", "BM3D"), ("gaussian", "Gaussian")):
         lines.append(
-            f"| {label}, oracle sigma ({quality[name]['sigma']}; crop {crop[name]['sigma']}) | {cost[name]:.2f} "
+            f"| {label}, oracle sigma ({quality[name]['sigma']}; crop {crop[name]['sigma']}) "
+            f"| {cost[name]:.2f} "
             f"| | {fmt(quality[name])} | {fmt(crop[name])} |"
         )
     lines.append(f"| noisy input | | | {fmt(quality['input'])} | {fmt(crop['input'])} |")
@@ -244,15 +250,16 @@ def write_docs(table: dict, cpu: str, repeats: int) -> None:
     pick = decision["pick"]
     body = f"""PSNR against the cost of a megapixel, on one {cpu} with 2 cores. Cost: seconds per megapixel of
 `denoise_slice` on a {TIMED_SIZE}x{TIMED_SIZE} slice (both branches, `auto` precision: bfloat16 on this CPU,
-2 torch threads), the fastest of {repeats} rounds over all methods in turn; BM3D on 256x256, Gaussian on {TIMED_SIZE}x{TIMED_SIZE}. The
+2 torch threads), the fastest of {repeats} rounds over all methods in turn; BM3D on 256x256, Gaussian on
+{TIMED_SIZE}x{TIMED_SIZE}. The
 machine was shared with other jobs (run at nice 0 against their nice 10): the times are contended, the
 minimum of repeats; the FLOP counts (DESIGN.md: both branches, stem, K blocks of 7 convs, tail) and the
 step-budgeted quality do not depend on load.
 
-Quality, two protocols without leakage. Held-out 121-126: the shipped model's card protocol (`bench_training.py
---score-model`): the shipped model and a width-16 model trained with its recipe, data and budget (all 250
-medulla slices with per-slice noise, 900 steps, seed 0, from random weights; the middle 10 % held out, so no
-training sample touches slices 110-138), scored on centres 121-126 with fresh noise, float32. Crop protocol
+Quality, two protocols without leakage. Held-out 121-126: the shipped model's card protocol
+(`bench_training.py --score-model`): the shipped model and a width-16 model trained with its recipe, data and
+budget (all 250 medulla slices with per-slice noise, 900 steps, seed 0, from random weights; the middle 10 % held
+out, so no training sample touches slices 110-138), scored on centres 121-126 with fresh noise, float32. Crop protocol
 (`bench_depth_noise.py`): both widths trained with the same recipe on slices 64-249 only, for an equal
 {CROP_STEPS} steps each (900 steps of C=32 did not fit in the session), scored on slices 16, 32, 48 of the
 first 64 with independent noise. Gaussian and BM3D at their best sigma chosen with the clean data (an oracle).
@@ -261,14 +268,14 @@ first 64 with independent noise. Gaussian and BM3D at their best sigma chosen wi
 
 ![PSNR against seconds per megapixel](images/quality_per_compute.png)
 
-**Width 16 {"ships" if decision["ship"] else "does not ship"}.** A point earns its place if it scores better than
-every other point that costs no more. By measured time, width 16 does at depth
+**Width 16 {"ships" if decision["ship"] else "does not ship"}.** A point earns its place if it scores better
+than every other point that costs no more. By measured time, width 16 does at depth
 {", ".join(map(str, wins)) or "none"}; by FLOP against the shipped model's depths, at depth
 {", ".join(map(str, wins_flop)) or "none"}. Fastest within 0.3 dB of the best among the default model's and
 width 16's depths (`napari_nrrn.engine.depth.fastest_within`): {pick.name} at depth {pick.depth}
 ({pick.cost:.2f} s/MP, {pick.psnr:.2f} dB). The like-for-like check on the crop neither width saw, at an equal
-{CROP_STEPS} steps: width 16 at depth 4 scores {crop["w16"][3]["psnr"]:.2f} dB against {crop["w32"][0]["psnr"]:.2f}
-for C=32 at depth 1, which costs more.
+{CROP_STEPS} steps: width 16 at depth 4 scores {crop["w16"][3]["psnr"]:.2f} dB against
+{crop["w32"][0]["psnr"]:.2f} for C=32 at depth 1, which costs more.
 
 Command: `python benchmarks/bench_quality_compute.py --train NAME` for w16-shipped, then w16-crop and w32-crop
 with `--steps {CROP_STEPS}`, then `--score --write-docs`.
@@ -283,8 +290,11 @@ with `--steps {CROP_STEPS}`, then `--score --write-docs`.
             axes.annotate(f"K={k}", (c, p), textcoords="offset points", xytext=(4, -10), fontsize=8)
     axes.plot([cost["authors"]], [quality["shipped"][-1]["psnr"]], "s", mfc="none", color="C0",
               label="authors' network and tiler, same weights")
-    for name, label, marker in (("bm3d", "BM3D (oracle sigma)", "^"), ("gaussian", "Gaussian (oracle sigma)", "v")):
-        axes.plot([cost[name]], [quality[name]["psnr"]], marker, color="C2" if name == "bm3d" else "C3", label=label)
+    for name, label, marker, colour in (
+        ("bm3d", "BM3D (oracle sigma)", "^", "C2"),
+        ("gaussian", "Gaussian (oracle sigma)", "v", "C3"),
+    ):
+        axes.plot([cost[name]], [quality[name]["psnr"]], marker, color=colour, label=label)
     for i, (kind, value) in enumerate(CAREAMICS_S_PER_MP.items()):
         axes.axvline(value, color="grey", ls=":" if i else "--", lw=1,
                      label=f"CAREamics N2V2 prediction, {kind} (issue 22, quality not measured)")
@@ -323,11 +333,15 @@ def score(repeats: int, write: bool, time_only: bool) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--train", choices=sorted(RUNS), help="train this model and save it")
     parser.add_argument("--steps", type=int, default=STEPS, help="with --train (default: the shipped budget)")
     parser.add_argument("--score", action="store_true", help="score and time the saved models")
-    parser.add_argument("--repeats", type=int, default=5, help="with --score: timed rounds, the fastest counts")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="with --score: timed rounds, the fastest counts"
+    )
     parser.add_argument("--time-only", action="store_true", help="with --score: reuse the saved quality")
     parser.add_argument("--write-docs", action="store_true", help="with --score: the docs section and plot")
     args = parser.parse_args()
