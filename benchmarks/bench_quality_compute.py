@@ -260,7 +260,8 @@ Quality, two protocols without leakage. Held-out 121-126: the shipped model's ca
 (`bench_training.py --score-model`): the shipped model and a width-16 model trained with its recipe, data and
 budget (all 250 medulla slices with per-slice noise, 900 steps, seed 0, from random weights; the middle
 10 % held out, so no training sample touches slices 110-138), scored on centres 121-126 with fresh noise,
-float32. Crop protocol (`bench_depth_noise.py`): both widths trained with the same recipe on slices 64-249 only, for an equal
+float32. Crop protocol (`bench_depth_noise.py`): both widths trained with the same recipe on slices 64-249
+only, for an equal
 {CROP_STEPS} steps each (900 steps of C=32 did not fit in the session), scored on slices 16, 32, 48 of the
 first 64 with independent noise. Gaussian and BM3D at their best sigma chosen with the clean data (an oracle).
 
