@@ -162,6 +162,18 @@ def test_missing_default_model_says_what_to_do(tmp_path, monkeypatch):
         load_model(tmp_path / "nrrn_default.pt")
 
 
+def test_shipped_models_load_with_their_cards():
+    paths = checkpoint.shipped_model_paths()
+    assert list(paths) == ["default", "width 16"] and paths["default"] == default_model_path()
+    sizes = {}
+    for name, path in paths.items():
+        assert path.with_suffix(".md").is_file(), f"{path} has no card"
+        model = load_model(path)
+        assert model.every_depth, f"{name}: every depth must be trained for the depth choice"
+        sizes[name] = (model.depth, model.width)
+    assert sizes == {"default": (4, 32), "width 16": (4, 16)}
+
+
 def test_load_model_puts_the_model_on_the_device(tmp_path):
     path = save_model(NRRN(1, 2), tmp_path / "m.pt")
     model = load_model(path, device="cpu")

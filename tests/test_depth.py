@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from napari_nrrn.engine.depth import DEPTH_TOLERANCE, measure_depth_costs, recommend_depth
+from napari_nrrn.engine.depth import (
+    DEPTH_TOLERANCE,
+    QUALITY_TOLERANCE_DB,
+    Option,
+    fastest_within,
+    measure_depth_costs,
+    recommend_depth,
+)
 from napari_nrrn.model.nrrn import NRRN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,3 +54,34 @@ def test_depth_costs_are_measured_for_every_cut():
     assert len(costs) == 3 and all(math.isfinite(c) and c > 0 for c in costs)
     with pytest.raises(ValueError, match="size = 0 and repeats = 1 must be at least 1"):
         measure_depth_costs(NRRN(depth=1, width=2), device="cpu", size=0)
+
+
+def test_fastest_within_picks_the_cheapest_option_near_the_best_quality():
+    options = [
+        ("shipped", 1, 1.4, 31.21),
+        ("shipped", 2, 2.25, 31.32),
+        ("shipped", 4, 4.27, 31.42),
+        ("small", 4, 1.2, 30.90),
+        ("small", 2, 0.7, 30.20),
+    ]
+    # 31.21 is within 0.3 dB of 31.42; the small model at full depth is cheaper but 0.52 dB below.
+    assert QUALITY_TOLERANCE_DB == 0.3
+    assert fastest_within(options) == Option("shipped", 1, 1.4, 31.21)
+    assert fastest_within(options, tolerance_db=0.6) == Option("small", 4, 1.2, 30.90)
+    assert fastest_within(options, tolerance_db=0) == Option("shipped", 4, 4.27, 31.42)
+    # Of two equally cheap options within the tolerance, the better one.
+    assert fastest_within([("a", 1, 1.0, 30.0), ("b", 1, 1.0, 30.2)]) == Option("b", 1, 1.0, 30.2)
+
+
+@pytest.mark.parametrize(
+    ("options", "tolerance", "message"),
+    [
+        ([], 0.3, "no models or depths"),
+        ([("a", 1, 1.0, math.nan)], 0.3, "must be finite"),
+        ([("a", 1, -1.0, 30.0)], 0.3, "cost 0 or more"),
+        ([("a", 1, 1.0, 30.0)], -0.1, "tolerance_db = -0.1 must be 0 or more"),
+    ],
+)
+def test_fastest_within_refuses_empty_or_bad_options(options, tolerance, message):
+    with pytest.raises(ValueError, match=message):
+        fastest_within(options, tolerance_db=tolerance)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import torch
 
@@ -22,6 +23,18 @@ from napari_nrrn.model.nrrn import NRRN
 # 30 dB): 2% of the loss is then about 12% of the MSE, 10 * log10(1.12) = 0.5 dB. Noisier data (larger C)
 # allows more dB, cleaner data less.
 DEPTH_TOLERANCE = 0.02
+# Between models and depths, in PSNR ("fastest within 0.3 dB of the best"). For scale: the shipped model's
+# depths 1 to 4 span 0.21 dB on held-out medulla (napari_nrrn/data/nrrn_default.md).
+QUALITY_TOLERANCE_DB = 0.3
+
+
+class Option(NamedTuple):
+    """One model at one depth: its cost (any unit, e.g. seconds per megapixel on this device) and quality."""
+
+    name: str
+    depth: int
+    cost: float
+    psnr: float
 
 
 def measure_depth_costs(
@@ -87,3 +100,18 @@ def recommend_depth(val_losses, tolerance: float = DEPTH_TOLERANCE) -> tuple[int
             "of the block work"
         )
     return depth, reason + "."
+
+
+def fastest_within(options, tolerance_db: float = QUALITY_TOLERANCE_DB) -> Option:
+    """The cheapest of ``options`` whose PSNR is within ``tolerance_db`` of the best one's; of equally cheap
+    ones, the better."""
+    options = [Option(*option) for option in options]
+    if not options:
+        raise ValueError("no models or depths to choose from")
+    bad = [o for o in options if not (math.isfinite(o.cost) and math.isfinite(o.psnr)) or o.cost < 0]
+    if bad:
+        raise ValueError(f"cost and PSNR must be finite and the cost 0 or more, got {bad[0]}")
+    if not tolerance_db >= 0:
+        raise ValueError(f"tolerance_db = {tolerance_db} must be 0 or more")
+    best = max(o.psnr for o in options)
+    return min((o for o in options if o.psnr >= best - tolerance_db), key=lambda o: (o.cost, -o.psnr))

@@ -42,6 +42,13 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "nrrn_default.pt"
 
 
+def shipped_model_paths() -> dict[str, Path]:
+    """The models shipped with the package, by name, the default first; each has a card (its ``.md``)
+    saying how it was trained and what it scores (docs/benchmarks.md, "Quality per compute")."""
+    data = default_model_path().parent
+    return {"default": default_model_path(), "width 16": data / "nrrn_width16.pt"}
+
+
 def checkpoint_folder() -> Path:
     """Where training keeps its checkpoints unless told otherwise: the user's data folder (platformdirs:
     ~/.local/share/napari-nrrn/checkpoints on Linux), which, unlike the temp folder, survives a reboot."""
