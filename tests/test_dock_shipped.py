@@ -9,6 +9,7 @@ import torch
 from napari_nrrn.engine.depth import Option, fastest_within, flop_per_pixel
 from napari_nrrn.model.checkpoint import SHIPPED_PSNR_DB, load_model, shipped_model_paths
 from napari_nrrn.plugin._depth_section import BENCHMARK_NOTE, shipped_options
+from napari_nrrn.plugin._dock_state import BLOCKS_JOB
 from napari_nrrn.plugin._model_section import shipped_origin
 
 pytestmark = pytest.mark.usefixtures("isolated_qsettings")
@@ -72,8 +73,10 @@ def test_fastest_within_picks_the_width_16_model_at_depth_3_and_says_where_the_n
     assert "not measured on your data" in BENCHMARK_NOTE
 
     chosen = depth.use_fastest_shipped()  # by FLOP: nothing timed yet
-    assert chosen == fastest_within(shipped_options({})[0]) == Option(
-        "width 16", 3, flop_per_pixel(3, 16), 31.16
+    assert (
+        chosen
+        == fastest_within(shipped_options({})[0])
+        == Option("width 16", 3, flop_per_pixel(3, 16), 31.16)
     )
     assert widget.state.model.width == 16 and widget.state.depth == 3
     assert depth.depth_spin.value() == 3 and widget.model_for_run().depth == 3
@@ -94,7 +97,7 @@ def test_fastest_within_uses_the_costs_the_depth_explorer_measured_for_each_ship
 ):
     import napari_nrrn.engine.depth as engine_depth
 
-    # Made-up costs under which the default model's depth 1 is the cheapest within 0.3 dB (FLOP says width 16).
+    # Made-up costs making the default model's depth 1 the cheapest within 0.3 dB (by FLOP: width 16).
     costs = {32: [1.0, 2.0, 3.0, 4.0], 16: [5.0, 6.0, 7.0, 8.0]}
     monkeypatch.setattr(engine_depth, "measure_depth_costs", lambda model, device=None: costs[model.width])
     viewer = make_napari_viewer()
@@ -104,8 +107,9 @@ def test_fastest_within_uses_the_costs_the_depth_explorer_measured_for_each_ship
     depth = widget.depth_section
     for name in ("default", "width 16"):
         widget.model_section.use_shipped_model(name)
-        worker = depth.explore_depth()
-        qtbot.waitUntil(lambda: worker not in widget.jobs.values(), timeout=WAIT_MS)
+        assert depth.explore_depth() is not None
+        qtbot.waitUntil(lambda: not widget.state.is_running(BLOCKS_JOB), timeout=WAIT_MS)
+    assert set(depth._shipped_costs[None]) == {"default", "width 16"}
     assert depth.use_fastest_shipped() == Option("default", 1, 1.0, 31.21)
     assert widget.state.model.width == 32 and widget.state.depth == 1
     assert "costs compared in ms / MP measured here" in depth.fastest_info.text()

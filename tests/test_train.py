@@ -199,7 +199,9 @@ def assert_close_weights(model, expected):
     ("name", "width", "started_from"),
     [("default", 32, "the shipped model"), ("width 16", 16, "the shipped width 16 model")],
 )
-def test_training_starts_from_the_shipped_model_of_its_width_cut_to_its_depth(gala, name, width, started_from):
+def test_training_starts_from_the_shipped_model_of_its_width_cut_to_its_depth(
+    gala, name, width, started_from
+):
     shipped = load_model(shipped_model_paths()[name]).cut(2)
     assert shipped.width == width
     config = replace(TINY, depth=2, width=width, steps=1, lr=1e-9)

@@ -392,9 +392,9 @@ def starting_weights(config: TrainConfig) -> tuple[dict | None, str]:
     start = load_model(config.start_from)
     if start.width != config.width or start.depth < config.depth:
         raise ValueError(
-            f"cannot start training from {config.start_from} (depth {start.depth}, width {start.width}): the "
-            f"run asks for width {config.width} and depth {config.depth}; start from a model of that width and "
-            f"at least that depth, or from {RANDOM!r} weights"
+            f"cannot start training from {config.start_from} (depth {start.depth}, width {start.width}): "
+            f"the run asks for width {config.width} and depth {config.depth}; start from a model of that "
+            f"width and at least that depth, or from {RANDOM!r} weights"
         )
     return start.cut(config.depth).state_dict(), str(config.start_from)
 

@@ -239,8 +239,8 @@ class DepthSection(DockSection):
         self.depth_spin.setValue(chosen.depth)
         best = max(options, key=lambda option: option.psnr)
         self.fastest_info.setText(
-            f"Fastest within {QUALITY_TOLERANCE_DB:g} dB: the shipped {SHIPPED_CHOICES[chosen.name]} model at "
-            f"depth {chosen.depth}, {chosen.psnr:.2f} dB against the best {best.psnr:.2f} dB "
+            f"Fastest within {QUALITY_TOLERANCE_DB:g} dB: the shipped {SHIPPED_CHOICES[chosen.name]} model "
+            f"at depth {chosen.depth}, {chosen.psnr:.2f} dB against the best {best.psnr:.2f} dB "
             f"({SHIPPED_CHOICES[best.name]}, depth {best.depth}), costs compared in {unit}. {BENCHMARK_NOTE}"
         )
         return chosen

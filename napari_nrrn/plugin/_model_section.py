@@ -18,6 +18,14 @@ DEVICE_NAMES = {"cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
 # The shipped models (``shipped_model_paths`` names) as the dock offers them.
 SHIPPED_CHOICES = {"default": "default (C=32)", "width 16": "fast (width 16)"}
 
+# Where the author name of BioImage.IO packages is remembered between sessions (QSettings).
+SETTINGS = ("napari-nrrn", "napari-nrrn")
+AUTHOR_KEY = "bioimageio/author"
+NO_AUTHOR = (
+    "A BioImage.IO package names who trained its weights: type your name in the Model section's "
+    "'Author' field, then export again."
+)
+
 
 def shipped_origin(name: str) -> str:
     """The model origin (``state.model_origin``) of the shipped model ``name``."""
@@ -33,13 +41,6 @@ def origin_text(model, origin: str) -> str:
 def shipped_name(origin: str) -> str | None:
     """Which shipped model a model origin names, if any."""
     return next((name for name in SHIPPED_CHOICES if origin.startswith(shipped_origin(name))), None)
-# Where the author name of BioImage.IO packages is remembered between sessions (QSettings).
-SETTINGS = ("napari-nrrn", "napari-nrrn")
-AUTHOR_KEY = "bioimageio/author"
-NO_AUTHOR = (
-    "A BioImage.IO package names who trained its weights: type your name in the Model section's "
-    "'Author' field, then export again."
-)
 
 
 def export_events(model, path: Path, overwrite: bool, depth: int | None, author: str):
