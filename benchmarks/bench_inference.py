@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _docs import cpu_description, replace_section  # noqa: E402
 
+from napari_nrrn.engine.depth import flop_per_pixel  # noqa: E402
 from napari_nrrn.engine.fused import FusedNRRN  # noqa: E402
 from napari_nrrn.engine.inference import CPU_TILE, run_tiles  # noqa: E402
 from napari_nrrn.engine.normalise import slice_stats, unzscore, zscore  # noqa: E402
@@ -206,12 +207,6 @@ def child(args) -> None:
     Path(args.out).with_suffix(".json").write_text(
         json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": peak_mib})
     )
-
-
-def flop_per_pixel(depth: int, width: int) -> float:
-    """Useful FLOP per output pixel, both branches: stem, K blocks of 7 convs, tail (DESIGN.md)."""
-    per_branch = 18 * width + depth * 126 * width**2 + 18 * width**2
-    return 2 * per_branch
 
 
 def run_rounds(names, args, threads: int, model_file: Path, scratch: Path):

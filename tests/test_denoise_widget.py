@@ -524,7 +524,8 @@ def test_training_from_the_widget_gives_a_model_that_loads(dock, qtbot, tmp_path
         torch.testing.assert_close(tensor, saved.state_dict()[name], rtol=0, atol=0)
     assert kept.metadata["training"]["step"] == 4
     assert widget.training_section.train_status.text().startswith(
-        "Finished at step 4, started from random weights (the shipped model, depth 4, width 32, does not fit)"
+        "Finished at step 4, started from random weights (the shipped models, depth 4, width 32 and depth 4, "
+        "width 16, do not fit)"
     )
     assert (
         widget.training_section.train_button.isEnabled() and widget.preview_section.preview_button.isEnabled()

@@ -10,6 +10,7 @@ from napari_nrrn.engine.depth import (
     QUALITY_TOLERANCE_DB,
     Option,
     fastest_within,
+    flop_per_pixel,
     measure_depth_costs,
     recommend_depth,
 )
@@ -85,3 +86,9 @@ def test_fastest_within_picks_the_cheapest_option_near_the_best_quality():
 def test_fastest_within_refuses_empty_or_bad_options(options, tolerance, message):
     with pytest.raises(ValueError, match=message):
         fastest_within(options, tolerance_db=tolerance)
+
+
+def test_flop_per_pixel_matches_the_shipped_models_cards():
+    # nrrn_width16.md: 0.27 / 0.07 MFLOP per output pixel at depth 4 / 1, against 1.07 / 0.30 at width 32.
+    megaflop = [round(flop_per_pixel(k, c) / 1e6, 2) for c in (32, 16) for k in (4, 1)]
+    assert megaflop == [1.07, 0.30, 0.27, 0.07]

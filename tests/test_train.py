@@ -22,7 +22,7 @@ from napari_nrrn.engine.train import (
     train,
 )
 from napari_nrrn.measures.metrics import psnr
-from napari_nrrn.model.checkpoint import default_model_path, load_model, save_model
+from napari_nrrn.model.checkpoint import load_model, save_model, shipped_model_paths
 from napari_nrrn.model.loss import consensus_loss
 from napari_nrrn.model.nrrn import NRRN
 
@@ -195,11 +195,18 @@ def assert_close_weights(model, expected):
         torch.testing.assert_close(trained[name].cpu(), tensor, rtol=0, atol=1e-6)
 
 
-def test_training_starts_from_the_shipped_model_cut_to_its_depth(gala):
-    shipped = load_model(default_model_path()).cut(2)
-    config = replace(TINY, depth=2, width=shipped.width, steps=1, lr=1e-9)
+@pytest.mark.parametrize(
+    ("name", "width", "started_from"),
+    [("default", 32, "the shipped model"), ("width 16", 16, "the shipped width 16 model")],
+)
+def test_training_starts_from_the_shipped_model_of_its_width_cut_to_its_depth(
+    gala, name, width, started_from
+):
+    shipped = load_model(shipped_model_paths()[name]).cut(2)
+    assert shipped.width == width
+    config = replace(TINY, depth=2, width=width, steps=1, lr=1e-9)
     _, model = drain(train(gala, config))
-    assert model.metadata["training"]["started_from"] == "the shipped model"
+    assert model.metadata["training"]["started_from"] == started_from
     assert model.metadata["training"]["config"]["start_from"] == "shipped"
     assert_close_weights(model, shipped)
     _, from_random = drain(train(gala, replace(config, start_from=RANDOM)))
@@ -209,7 +216,7 @@ def test_training_starts_from_the_shipped_model_cut_to_its_depth(gala):
 def test_a_start_that_does_not_fit_is_random_for_the_shipped_model_and_an_error_for_a_file(gala, tmp_path):
     _, shipped_start = drain(train(gala, TINY))  # width 4: the shipped model's 32 does not fit
     assert shipped_start.metadata["training"]["started_from"] == (
-        "random weights (the shipped model, depth 4, width 32, does not fit)"
+        "random weights (the shipped models, depth 4, width 32 and depth 4, width 16, do not fit)"
     )
     _, random_start = drain(train(gala, replace(TINY, start_from=RANDOM)))
     assert random_start.metadata["training"]["started_from"] == "random weights"

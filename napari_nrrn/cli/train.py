@@ -100,8 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--start-from",
         default=defaults.start_from,
         metavar="WEIGHTS",
-        help=f"weights training starts from: {SHIPPED!r} (the model shipped with napari-nrrn, where it fits "
-        f"--depth and --width; the default), {RANDOM!r} (the published form) or a model file",
+        help=f"weights training starts from: {SHIPPED!r} (the shipped model of --width, 32 or 16, cut to "
+        f"--depth; the default), {RANDOM!r} (the published form) or a model file",
     )
     parser.add_argument(
         "--register",

@@ -68,6 +68,14 @@ def measure_depth_costs(
     return costs
 
 
+def flop_per_pixel(depth: int, width: int) -> int:
+    """Useful FLOP per output pixel of an NRRN of ``width`` cut at ``depth``, both branches: the stem
+    (1 -> C), 7 C -> C convs per block and the tail, 3x3 each, a multiply-add counted as 2 (DESIGN.md
+    section 1: about 1.07 MFLOP at K=4, C=32)."""
+    per_branch = 18 * width + depth * 126 * width**2 + 18 * width**2
+    return 2 * per_branch
+
+
 def _synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -42,8 +42,9 @@ TARGETS = ("neighbour-mean", "neighbours")
 # 6 to 9 dB for cuts of a model trained on its final output, DESIGN.md section 1), or the final output alone
 # (the published form).
 SUPERVISIONS = ("every-depth", "final")
-# The weights training starts from (``TrainConfig.start_from``): the shipped model (SHIPPED) cut to the
-# run's depth, where it has the run's width and at least its depth (random weights otherwise, recorded),
+# The weights training starts from (``TrainConfig.start_from``): the shipped model of the run's width
+# (SHIPPED: width 32 the default one, width 16 the fast one) cut to the run's depth, where it has at least
+# the run's depth (random weights otherwise, recorded),
 # RANDOM weights (the published form), or a model file, which must fit. docs/training.md measures what the
 # shipped start is worth.
 SHIPPED = "shipped"
@@ -382,22 +383,36 @@ def shared_noise_threshold(
 def starting_weights(config: TrainConfig) -> tuple[dict | None, str]:
     """The weights ``config.start_from`` names, cut to ``config.depth`` (None: random), and what they are,
     for the training record. ValueError for a model file that does not fit the run."""
-    from napari_nrrn.model.checkpoint import default_model_path, load_model
+    from napari_nrrn.model.checkpoint import load_model
 
     if config.start_from == RANDOM:
         return None, "random weights"
-    shipped = config.start_from == SHIPPED
-    start = load_model(default_model_path() if shipped else config.start_from)
+    if config.start_from == SHIPPED:
+        return _shipped_start(config)
+    start = load_model(config.start_from)
     if start.width != config.width or start.depth < config.depth:
-        found = f"depth {start.depth}, width {start.width}"
-        if shipped:
-            return None, f"random weights (the shipped model, {found}, does not fit)"
         raise ValueError(
-            f"cannot start training from {config.start_from} ({found}): the run asks for width "
-            f"{config.width} and depth {config.depth}; start from a model of that width and at least that "
-            f"depth, or from {RANDOM!r} weights"
+            f"cannot start training from {config.start_from} (depth {start.depth}, width {start.width}): "
+            f"the run asks for width {config.width} and depth {config.depth}; start from a model of that "
+            f"width and at least that depth, or from {RANDOM!r} weights"
         )
-    return start.cut(config.depth).state_dict(), "the shipped model" if shipped else str(config.start_from)
+    return start.cut(config.depth).state_dict(), str(config.start_from)
+
+
+def _shipped_start(config: TrainConfig) -> tuple[dict | None, str]:
+    """The shipped model of the run's width (the default one first), cut to the run's depth; random weights
+    where none fits."""
+    from napari_nrrn.model.checkpoint import load_model, shipped_model_paths
+
+    found = []
+    for name, path in shipped_model_paths().items():
+        start = load_model(path)
+        if start.width == config.width and start.depth >= config.depth:
+            return start.cut(config.depth).state_dict(), (
+                "the shipped model" if name == "default" else f"the shipped {name} model"
+            )
+        found.append(f"depth {start.depth}, width {start.width}")
+    return None, f"random weights (the shipped models, {' and '.join(found)}, do not fit)"
 
 
 def _data_provenance(stack) -> dict:

@@ -49,6 +49,13 @@ def shipped_model_paths() -> dict[str, Path]:
     return {"default": default_model_path(), "width 16": data / "nrrn_width16.pt"}
 
 
+# Each shipped model's PSNR (dB) at depths 1..K on held-out FlyEM medulla slices 121-126 with fresh synthetic
+# noise, against the clean data: the tables of their cards (nrrn_default.md, nrrn_width16.md), measured by
+# benchmarks/bench_quality_compute.py (docs/benchmarks.md, "Quality per compute"). A benchmark's numbers, not
+# the user's data: the dock says so where it uses them ("fastest within 0.3 dB").
+SHIPPED_PSNR_DB = {"default": (31.21, 31.32, 31.39, 31.42), "width 16": (30.99, 31.08, 31.16, 31.26)}
+
+
 def checkpoint_folder() -> Path:
     """Where training keeps its checkpoints unless told otherwise: the user's data folder (platformdirs:
     ~/.local/share/napari-nrrn/checkpoints on Linux), which, unlike the temp folder, survives a reboot."""

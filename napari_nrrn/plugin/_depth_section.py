@@ -34,6 +34,7 @@ from napari_nrrn.plugin._dock_layout import (
     set_choices,
 )
 from napari_nrrn.plugin._dock_state import BLOCKS_JOB, DockJobs, DockState
+from napari_nrrn.plugin._model_section import SHIPPED_CHOICES, origin_text, shipped_name, shipped_origin
 from napari_nrrn.plugin._profile_layers import lines_in_data_coords
 from napari_nrrn.plugin._viewer_helpers import RESIN_LINES_NAME, add_resin_lines, slice_events
 from napari_nrrn.words import plural
@@ -41,6 +42,10 @@ from napari_nrrn.words import plural
 NO_LINES = "(none)"
 COLUMNS = ("output", "mean resin IQR", "validation loss", "ms / MP")
 NOT_YET = "–"
+BENCHMARK_NOTE = (
+    "The quality numbers are the shipped models' PSNR on held-out FlyEM medulla slices with synthetic noise "
+    "(their cards; docs/benchmarks.md), not measured on your data."
+)
 
 
 def val_losses_by_depth(model) -> list[float] | None:
@@ -61,6 +66,23 @@ def what_a_cut_gives(model) -> str:
         "This model was trained on every depth, so each cut is a denoiser, but its file records no "
         "validation loss per depth (trained without validation): compare the depths' images and resin IQR."
     )
+
+
+def shipped_options(measured: dict[str, list[float]]):
+    """Every depth of every shipped model as an ``Option`` (its benchmark PSNR, ``SHIPPED_PSNR_DB``), the
+    models by name, and the unit of the costs: ms per MP measured on this device where every shipped model's
+    were measured (``measured``: name -> ms/MP per depth), else FLOP per pixel, so costs are never mixed."""
+    from napari_nrrn.engine.depth import Option, flop_per_pixel
+    from napari_nrrn.model.checkpoint import SHIPPED_PSNR_DB, load_model, shipped_model_paths
+
+    models = {name: load_model(path) for name, path in shipped_model_paths().items()}
+    timed = all(name in measured for name in models)
+    options = [
+        Option(name, k, measured[name][k - 1] if timed else flop_per_pixel(k, model.width), psnr)
+        for name, model in models.items()
+        for k, psnr in enumerate(SHIPPED_PSNR_DB[name], 1)
+    ]
+    return options, models, "ms / MP measured here" if timed else "FLOP per pixel"
 
 
 def explore_events(model, stack, z: int, measure_costs: bool, **options):
@@ -85,6 +107,7 @@ class DepthSection(DockSection):
         self.state, self.jobs, self.viewer = state, jobs, viewer
         self._explored: tuple | None = None  # (layer, z, per-depth outputs) of the last exploration
         self._costs: dict = {}  # device choice -> ms/MP per depth, for the current model
+        self._shipped_costs: dict = {}  # device choice -> {shipped model name: ms/MP per depth}
         self.lines_combo = layer_name_combo()
         self.lines_combo.setToolTip(
             f"A Shapes layer with lines drawn through resin (default: one named {RESIN_LINES_NAME!r}); each "
@@ -121,6 +144,13 @@ class DepthSection(DockSection):
         self.depth_spin.setToolTip("Cut the model after this many blocks for the preview and the full run")
         self.depth_spin.valueChanged.connect(self._on_depth)
         self.depth_cost = WrappedLabel()
+        self.fastest_button = QPushButton("Fastest within 0.3 dB")
+        self.fastest_button.setToolTip(
+            "Use the shipped model and depth that costs least among those within 0.3 dB of the best shipped "
+            "one, by the shipped models' FlyEM benchmark"
+        )
+        self.fastest_button.clicked.connect(lambda: self.use_fastest_shipped())
+        self.fastest_info = WrappedLabel(BENCHMARK_NOTE)
         self.addWidget(labelled("Resin lines", self.lines_combo))
         self.addWidget(self.add_lines_button)
         self.addWidget(self.blocks_button)
@@ -129,6 +159,8 @@ class DepthSection(DockSection):
         self.addWidget(self.recommendation)
         self.addWidget(row_widget(labelled("Use depth", self.depth_spin), self.use_recommended))
         self.addWidget(self.depth_cost)
+        self.addWidget(self.fastest_button)
+        self.addWidget(self.fastest_info)
         self.expand(animate=False)
 
         follow_layer_list(viewer.layers, self._refresh_lines)
@@ -159,6 +191,8 @@ class DepthSection(DockSection):
             (output, depths), centre, costs = result
             if costs is not None:
                 self._costs[device] = costs
+                if shipped is not None:
+                    self._shipped_costs.setdefault(device, {})[shipped] = costs
             self._explored = (layer, z, depths)
             self.shown_depth.setRange(1, len(depths))
             self.shown_depth.setValue(len(depths))
@@ -168,6 +202,7 @@ class DepthSection(DockSection):
             self._show_depth_cost()
 
         stack, tile = stack_data(layer), state.tile
+        shipped = shipped_name(state.model_origin)
         measure = device not in self._costs
         return self.jobs.run(
             BLOCKS_JOB,
@@ -190,8 +225,29 @@ class DepthSection(DockSection):
             return None
         return [mean_line_iqr(image, lines) for image in (centre, *depths)]
 
+    def use_fastest_shipped(self):
+        """Use the shipped model and depth ``fastest_within`` picks among every shipped model's depths, by
+        their benchmark PSNR and their cost (measured here where the depth explorer timed every shipped
+        model on this device, else FLOP); returns the ``Option``."""
+        from napari_nrrn.engine.depth import QUALITY_TOLERANCE_DB, fastest_within
+
+        options, models, unit = shipped_options(self._shipped_costs.get(self.state.device, {}))
+        chosen = fastest_within(options, QUALITY_TOLERANCE_DB)
+        if shipped_name(self.state.model_origin) != chosen.name:
+            model = models[chosen.name]
+            self.state.set_model(model, origin_text(model, shipped_origin(chosen.name)))
+        self.depth_spin.setValue(chosen.depth)
+        best = max(options, key=lambda option: option.psnr)
+        self.fastest_info.setText(
+            f"Fastest within {QUALITY_TOLERANCE_DB:g} dB: the shipped {SHIPPED_CHOICES[chosen.name]} model "
+            f"at depth {chosen.depth}, {chosen.psnr:.2f} dB against the best {best.psnr:.2f} dB "
+            f"({SHIPPED_CHOICES[best.name]}, depth {best.depth}), costs compared in {unit}. {BENCHMARK_NOTE}"
+        )
+        return chosen
+
     def update_buttons(self) -> None:
         state = self.state
+        self.fastest_button.setEnabled(not (state.is_training() or state.is_writing()))
         has_model = state.model is not None
         self.depth_spin.setEnabled(has_model and not state.is_writing())
         self.use_recommended.setEnabled(self._recommended is not None and not state.is_writing())
@@ -205,6 +261,7 @@ class DepthSection(DockSection):
 
         self._costs = {}
         self._explored = None
+        self.fastest_info.setText(BENCHMARK_NOTE)
         self.depth_spin.setRange(1, model.depth)
         self.depth_spin.setValue(model.depth)
         losses = val_losses_by_depth(model)

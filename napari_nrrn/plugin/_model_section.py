@@ -15,6 +15,9 @@ from napari_nrrn.plugin._dock_state import EXPORT_JOB, DockJobs, DockState
 from napari_nrrn.plugin._training_section import TrainingSection
 
 DEVICE_NAMES = {"cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
+# The shipped models (``shipped_model_paths`` names) as the dock offers them.
+SHIPPED_CHOICES = {"default": "default (C=32)", "width 16": "fast (width 16)"}
+
 # Where the author name of BioImage.IO packages is remembered between sessions (QSettings).
 SETTINGS = ("napari-nrrn", "napari-nrrn")
 AUTHOR_KEY = "bioimageio/author"
@@ -22,6 +25,22 @@ NO_AUTHOR = (
     "A BioImage.IO package names who trained its weights: type your name in the Model section's "
     "'Author' field, then export again."
 )
+
+
+def shipped_origin(name: str) -> str:
+    """The model origin (``state.model_origin``) of the shipped model ``name``."""
+    return f"shipped model, {SHIPPED_CHOICES[name]}"
+
+
+def origin_text(model, origin: str) -> str:
+    """A model origin with the kind of file it came from, as the Model section shows it."""
+    kind = model.metadata.get("source", "")
+    return f"{origin} ({kind})" if kind else origin
+
+
+def shipped_name(origin: str) -> str | None:
+    """Which shipped model a model origin names, if any."""
+    return next((name for name in SHIPPED_CHOICES if origin.startswith(shipped_origin(name))), None)
 
 
 def export_events(model, path: Path, overwrite: bool, depth: int | None, author: str):
@@ -51,9 +70,15 @@ class ModelSection(DockSection):
         self.device_combo.setToolTip("auto: a CUDA GPU, else Apple MPS, else the CPU")
         self.device_combo.currentTextChanged.connect(self._show_device)
         self.device_info = QLabel()
-        self.shipped_button = QPushButton("Shipped model")
-        self.shipped_button.setToolTip("The model shipped with napari-nrrn")
-        self.shipped_button.clicked.connect(lambda: self.use_shipped_model())
+        self.shipped_combo = QComboBox()
+        self.shipped_combo.addItems(SHIPPED_CHOICES.values())
+        self.shipped_combo.setToolTip(
+            "The models shipped with napari-nrrn: the default (width 32), or the fast one (width 16, about "
+            "3x faster, 0.2 dB lower on the FlyEM benchmark; docs/benchmarks.md)"
+        )
+        self.shipped_button = QPushButton("Use shipped")
+        self.shipped_button.setToolTip("Use the shipped model chosen on the left")
+        self.shipped_button.clicked.connect(lambda: self.use_shipped_model(self._shipped_choice()))
         self.load_button = QPushButton("Load…")
         self.load_button.setToolTip(
             "A napari-nrrn checkpoint, the authors' NRRN state dict (.pt, .pth), or a BioImage.IO package "
@@ -78,7 +103,8 @@ class ModelSection(DockSection):
         self.addWidget(
             row_widget(QLabel("Device"), self.device_combo, self.device_info, stretch=self.device_info)
         )
-        self.addWidget(row_widget(self.shipped_button, self.load_button, self.save_button))
+        self.addWidget(row_widget(QLabel("Shipped"), self.shipped_combo, self.shipped_button))
+        self.addWidget(row_widget(self.load_button, self.save_button))
         self.addWidget(self.export_button)
         self.addWidget(labelled("Author", self.author_edit))
         self.addWidget(self.training)
@@ -89,17 +115,17 @@ class ModelSection(DockSection):
             event.connect(self.update_buttons)
         self.update_buttons()
 
-    def use_shipped_model(self, quiet: bool = False):
-        """Use the shipped default model, if this installation has one."""
-        from napari_nrrn.model.checkpoint import default_model_path
+    def use_shipped_model(self, name: str = "default", quiet: bool = False):
+        """Use the shipped model ``name`` (a ``shipped_model_paths`` name), if this installation has it."""
+        from napari_nrrn.model.checkpoint import shipped_model_paths
 
-        path = default_model_path()
+        path = shipped_model_paths()[name]
         if not path.exists():
             self.model_info.setText("No shipped model yet: load a checkpoint or train one below.")
             if not quiet:
                 show_info("napari-nrrn has no shipped model yet: load a checkpoint or train one.")
             return None
-        return self.load_checkpoint(path, origin="shipped model")
+        return self.load_checkpoint(path, origin=shipped_origin(name))
 
     def load_checkpoint(self, path: str | Path, origin: str | None = None):
         """Load a napari-nrrn checkpoint or an authors' state dict; a bad file gives a notification."""
@@ -116,10 +142,7 @@ class ModelSection(DockSection):
                 f"({type(error).__name__}: {error})"
             )
             return None
-        kind = model.metadata.get("source", "")
-        self.state.set_model(
-            model, f"{origin or Path(path).name} ({kind})" if kind else origin or Path(path).name
-        )
+        self.state.set_model(model, origin_text(model, origin or Path(path).name))
         return model
 
     def save_model(self, path: str | Path) -> Path | None:
@@ -170,7 +193,7 @@ class ModelSection(DockSection):
     def update_buttons(self) -> None:
         state = self.state
         busy = state.is_training() or state.is_writing()
-        for button in (self.shipped_button, self.load_button):
+        for button in (self.shipped_combo, self.shipped_button, self.load_button):
             button.setEnabled(not busy)
         has_model = state.model is not None
         self.save_button.setEnabled(has_model and not state.is_training())
@@ -178,7 +201,14 @@ class ModelSection(DockSection):
             has_model and not state.is_training() and not state.is_running(EXPORT_JOB)
         )
 
+    def _shipped_choice(self) -> str:
+        chosen = self.shipped_combo.currentText()
+        return next(name for name, text in SHIPPED_CHOICES.items() if text == chosen)
+
     def _show_model(self, model) -> None:
+        shipped = shipped_name(self.state.model_origin)
+        if shipped is not None:  # chosen here or by the depth explorer's "fastest within"
+            self.shipped_combo.setCurrentText(SHIPPED_CHOICES[shipped])
         self.model_info.setText(f"Model: {self.state.model_origin}\n{describe_model(model)}")
 
     def _ask_checkpoint(self) -> None:
