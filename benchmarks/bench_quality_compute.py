@@ -38,10 +38,9 @@ import tifffile
 import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from _docs import cpu_description, replace_section  # noqa: E402
-
 import bench_depth_noise  # noqa: E402
 import bench_training  # noqa: E402
+from _docs import cpu_description, replace_section  # noqa: E402
 from bench_inference import authors_state_dict, authors_tiler, flop_per_pixel, triplet  # noqa: E402
 
 from napari_nrrn.engine.depth import fastest_within  # noqa: E402
