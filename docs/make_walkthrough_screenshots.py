@@ -5,9 +5,10 @@ Real screenshots of the viewer (canvas and dock). Needs a display; on a headless
     xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_walkthrough_screenshots.py [--model MODEL.pt]
 
 The window is taken as a new user meets it: napari's default window size, the dock's default width, the
-sample's own layer names, Qt6 (PyQt6, chosen here unless QT_API says otherwise). It trains a model on the sample in the widget for a short time budget (the numbers it prints go into
-docs/walkthrough.md). The later steps use ``--model`` (loaded with the dock's Load button), else the shipped
-model where napari-nrrn has one, else the model just trained. It denoises the sample into a temporary folder
+sample's own layer names, Qt6 (PyQt6, chosen here unless QT_API says otherwise). It trains a model on the
+sample in the widget for a short time budget (the numbers it prints go into docs/walkthrough.md). The later
+steps use ``--model`` (loaded with the dock's Load button), else the shipped model where napari-nrrn has one,
+else the model just trained. It denoises the sample into a temporary folder
 and writes the PNGs next to this script, in images/.
 """
 
@@ -40,8 +41,8 @@ FLAT_LINE = np.array(SAMPLE_STACK_FLAT_LINE)  # no resin in this neuropil crop: 
 
 
 def wait_for_job(widget, kind: str, start, during=None) -> None:
-    """Start a job with ``start()`` and keep the GUI running until the widget reports it finished; ``during()``
-    is called on every turn of the loop while the job runs."""
+    """Start a job with ``start()`` and keep the GUI running until the widget reports it finished.
+    ``during()`` is called on every turn of the loop while the job runs."""
     finished = []
     widget.job_finished.connect(finished.append)
     if start() is None:
