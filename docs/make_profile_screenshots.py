@@ -2,7 +2,11 @@
 
 Run under a display (or Xvfb), from the repository root, with ../shared/data beside the checkout:
 
-    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_profile_screenshots.py
+    xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_profile_screenshots.py
+
+The window is taken as a new user meets it: napari's default window size, the dock's default width, the
+sample's own layer name (the NRRN layer named as the denoising dock names its output), Qt6 (PyQt6, chosen
+here unless QT_API says otherwise).
 
 On the FIB-SEM sample (FlyEM medulla with independent synthetic noise, the data NRRN is made for), slice 16:
 the raw slice, the shipped model's output, and two classic baselines run by the dock (Gaussian at sigma 1,
@@ -12,12 +16,17 @@ profiles_plot.png (the exported plot). Then it prints the resin IQR of the same 
 image, where NRRN is out of its domain. It prints every table docs/profiles.md quotes.
 """
 
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("QT_API", "pyqt6")  # before napari and qtpy pick a binding
+# napari as first started: its default window size and dock places, not this account's saved settings.
+os.environ.setdefault("NAPARI_CONFIG", str(Path(tempfile.mkdtemp()) / "settings.yaml"))
+
 import napari
-import napari._qt.qt_main_window
 import numpy as np
 import tifffile
 from qtpy.QtWidgets import QApplication
@@ -27,6 +36,7 @@ from napari_nrrn.io.samples import SAMPLE_SEM_PATH, SAMPLE_SEM_RESIN_LINE, SAMPL
 from napari_nrrn.measures.baselines import BASELINES
 from napari_nrrn.measures.profiles import iqr, line_profile
 from napari_nrrn.model.checkpoint import default_model_path, load_model
+from napari_nrrn.plugin._denoise_layers import DENOISED, result_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -35,7 +45,6 @@ from make_samples import COLUMNS, MEDULLA, ROWS, SLICES  # noqa: E402  (the samp
 IMAGES = Path(__file__).resolve().parent / "images"
 SLICE = 16
 FLAT_LINE = np.array(SAMPLE_STACK_FLAT_LINE)  # no resin in this neuropil crop: flat cytoplasm
-NRRN_NAME = "NRRN (shipped model)"
 
 
 def wait_until(condition, timeout_s=300):
@@ -55,12 +64,9 @@ def settle(seconds=1.0):
 
 
 def fibsem_screenshots(model):
-    # No "PyQt5 backend is deprecated" toast over the canvas (napari shows it once, on the first window).
-    napari._qt.qt_main_window.SHOW_QT_WARNING = False
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1700, 1150)
     [stack] = viewer.open_sample("napari-nrrn", "fibsem")
-    stack.name = "raw"
+    nrrn_name = result_name(stack.name, DENOISED)  # as the denoising dock names its output
     style = {"scale": stack.scale, "contrast_limits": tuple(stack.contrast_limits)}
     started = time.perf_counter()
     denoised = denoise_stack(model, stack.data)[SLICE - 1 : SLICE + 2].compute()
@@ -69,7 +75,7 @@ def fibsem_screenshots(model):
     full[SLICE - 1 : SLICE + 2] = denoised
     clean = tifffile.imread(MEDULLA)[SLICES, ROWS, COLUMNS]
     viewer.add_image(clean, name="clean", visible=False, **style)
-    viewer.add_image(full, name=NRRN_NAME, **style)
+    viewer.add_image(full, name=nrrn_name, **style)
     viewer.dims.set_point(0, SLICE * stack.scale[0])
     _, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "Resin line profiles")
     profile, compare = widget.profile, widget.compare
@@ -78,7 +84,7 @@ def fibsem_screenshots(model):
     for name, check in compare.baseline_checks.items():
         check.setChecked(name in ("gaussian", "nl_means"))
     compare.reference_combo.setCurrentText("clean")  # the dock scores every layer against it after the run
-    compare.run_baselines("raw")
+    compare.run_baselines(stack.name)
     wait_until(lambda: compare.run_button.isEnabled() and len(compare.metric_rows()) == 4)
 
     viewer.layers.selection.active = stack
@@ -91,7 +97,7 @@ def fibsem_screenshots(model):
     viewer.layers.selection.active = lines
     for layer in viewer.layers:
         # The canvas shows raw and NRRN side by side; the baselines and the clean slice are still profiled.
-        layer.visible = layer.name in ("raw", NRRN_NAME, lines.name)
+        layer.visible = layer.name in (stack.name, nrrn_name, lines.name)
     viewer.canvas.grid.enabled = True
     viewer.canvas.grid.shape = (1, 2)
     viewer.reset_view()
@@ -102,10 +108,10 @@ def fibsem_screenshots(model):
     profile.export_png(IMAGES / "profiles_plot.png")
     print(f"FIB-SEM sample, slice {SLICE}, line {FLAT_LINE.tolist()}:")
     for row in profile.table_rows():
-        print(f"{row['layer']:>22}  IQR {row['iqr']:7.2f}  mean {row['mean']:7.2f}  std {row['std']:6.2f}")
+        print(f"{row['layer']:>40}  IQR {row['iqr']:7.2f}  mean {row['mean']:7.2f}  std {row['std']:6.2f}")
     for row in compare.metric_rows():
         if row.get("psnr") is not None:
-            print(f"{row['layer']:>22}  PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f} (against clean)")
+            print(f"{row['layer']:>40}  PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f} (against clean)")
     viewer.close()
 
 

@@ -2,25 +2,32 @@
 
 Real screenshots of the viewer (canvas and dock). Needs a display; on a headless machine run it under Xvfb:
 
-    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_walkthrough_screenshots.py [--model MODEL.pt]
+    xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_walkthrough_screenshots.py [--model MODEL.pt]
 
-It trains a model on the sample in the widget for a short time budget (the numbers it prints go into
-docs/walkthrough.md). The later steps use ``--model`` (loaded with the dock's Load button), else the shipped
-model where napari-nrrn has one, else the model just trained. It denoises the sample into a temporary folder
+The window is taken as a new user meets it: napari's default window size, the dock's default width, the
+sample's own layer names, Qt6 (PyQt6, chosen here unless QT_API says otherwise). It trains a model on the
+sample in the widget for a short time budget (the numbers it prints go into docs/walkthrough.md). The later
+steps use ``--model`` (loaded with the dock's Load button), else the shipped model where napari-nrrn has one,
+else the model just trained. It denoises the sample into a temporary folder
 and writes the PNGs next to this script, in images/.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("QT_API", "pyqt6")  # before napari and qtpy pick a binding
+# napari as first started: its default window size and dock places, not this account's saved settings.
+os.environ.setdefault("NAPARI_CONFIG", str(Path(tempfile.mkdtemp()) / "settings.yaml"))
+
 import napari
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QPoint
 from qtpy.QtWidgets import QApplication
 
 from napari_nrrn.io.samples import SAMPLE_STACK_FLAT_LINE
@@ -33,14 +40,17 @@ TRAINING = {"depth": 4, "width": 16, "seconds": 180.0, "validation_every": 5}
 FLAT_LINE = np.array(SAMPLE_STACK_FLAT_LINE)  # no resin in this neuropil crop: flat cytoplasm
 
 
-def wait_for_job(widget, kind: str, start) -> None:
-    """Start a job with ``start()`` and keep the GUI running until the widget reports it finished."""
+def wait_for_job(widget, kind: str, start, during=None) -> None:
+    """Start a job with ``start()`` and keep the GUI running until the widget reports it finished.
+    ``during()`` is called on every turn of the loop while the job runs."""
     finished = []
     widget.job_finished.connect(finished.append)
     if start() is None:
         sys.exit(f"the widget refused to start the {kind} job")
     while kind not in finished:
         QApplication.processEvents()
+        if during is not None:
+            during()
         time.sleep(0.02)
     widget.job_finished.disconnect(finished.append)
 
@@ -68,11 +78,19 @@ def show_only(widget, *sections) -> None:
     settle()
 
 
+def scroll_to(widget, child) -> None:
+    """Scroll the dock so that ``child`` (a widget inside it) starts at the top of its visible part: the
+    default window is too short to show a whole section."""
+    column = widget.scroll.widget()
+    widget.scroll.verticalScrollBar().setValue(child.mapTo(column, QPoint(0, 0)).y() - 6)
+    settle()
+
+
 def shoot(viewer, name: str) -> None:
     from napari._qt.dialogs.qt_notification import NapariQtNotification
 
     settle()
-    # Toasts such as napari's PyQt5 deprecation warning would cover the canvas.
+    # A toast (any napari notification) would cover the canvas.
     for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
         toast.close()
     settle()
@@ -87,32 +105,38 @@ def main() -> None:
     args = parser.parse_args()
     IMAGES.mkdir(exist_ok=True)
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1700, 1050)
     [stack] = viewer.open_sample("napari-nrrn", "fibsem")
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
-    # Wide enough for the depth table's four columns, so no sentence is cut at the window's edge.
-    viewer.window._qt_window.resizeDocks([dock], [500], Qt.Horizontal)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
     viewer.dims.set_point(0, SLICE * stack.scale[0])
     viewer.reset_view()
 
     # 1. Data
     show_only(widget, widget.data_section, widget.model_section)
+    scroll_to(widget, widget.data_section.data_info)  # from the shape line to the drift warning
     shoot(viewer, "data")
 
-    # 2. Training with the live loss plot
+    # 2. Training with the live loss plot, shot while it runs (the time left), 3/4 through its budget
     training = widget.training_section
     for name, value in TRAINING.items():
         training.train_form.set_value(name, value)
     widget.model_section.device_combo.setCurrentText("cpu")
     training.checkpoint_edit.setText(str(Path(tempfile.mkdtemp()) / "walkthrough-nrrn.pt"))
     show_only(widget, widget.model_section, training)
+    scroll_to(widget, training.train_button)  # Train, the loss plot and the status with the time left
     started = time.perf_counter()
-    wait_for_job(widget, "train", training.start_training)
+    shot = []
+
+    def shoot_while_training() -> None:
+        if not shot and time.perf_counter() - started > 0.75 * TRAINING["seconds"]:
+            shot.append(training.train_status.text())
+            shoot(viewer, "training")
+
+    wait_for_job(widget, "train", training.start_training, during=shoot_while_training)
+    print(f"training status when shot: {shot}")
     print(f"training: {time.perf_counter() - started:.0f} s; {training.train_status.text()}")
     plot = training.loss_plot
     print(f"losses: first {plot.losses[:3]}, last {plot.losses[-3:]}")
     print(f"validation: {list(zip(plot.val_steps, plot.val_losses, strict=True))}")
-    shoot(viewer, "training")
     if args.model:
         widget.model_section.load_checkpoint(args.model)
     elif default_model_path().exists():
@@ -129,36 +153,34 @@ def main() -> None:
     viewer.layers.selection.active = viewer.layers[f"{stack.name} NRRN preview"]
     shoot(viewer, "preview")
 
-    # 4. Depth explorer, with a line through a flat area
-    viewer.add_shapes(  # 2-D, like the profile dock's "resin lines" layer: shown on every slice
-        [FLAT_LINE],
-        shape_type="line",
-        edge_color="yellow",
-        edge_width=1,
-        scale=stack.scale[1:],
-        name="resin lines",
-    )
+    # 4. Depth explorer, with a line through a flat area, added with the section's "Add resin lines" button
+    depth = widget.depth_section
     viewer.canvas.grid.enabled = False
+    viewer.layers.selection.active = stack
+    lines = depth.add_resin_lines()
+    lines.add_lines([FLAT_LINE])
+    lines.mode = "select"  # the screenshot shows the line, not the drawing cursor
     viewer.reset_view()
-    show_only(widget, widget.depth_section)
-    wait_for_job(widget, "blocks", widget.depth_section.explore_depth)
-    table = widget.depth_section.blocks_table
+    show_only(widget, depth)
+    wait_for_job(widget, "blocks", depth.explore_depth)
+    table = depth.blocks_table
     for row in range(table.rowCount()):
         print(*(table.item(row, column).text() for column in range(table.columnCount())))
     blocks = viewer.layers[f"{stack.name} NRRN blocks"]
-    viewer.layers.move(viewer.layers.index("resin lines"), len(viewer.layers))  # lines on top
+    viewer.layers.move(viewer.layers.index(lines), len(viewer.layers))  # lines on top
     viewer.layers.selection.active = blocks
-    shown = widget.depth_section.shown_depth
+    scroll_to(widget, depth.blocks_button)  # Show depth, the table and the recommendation
+    shown = depth.shown_depth
     shown.setValue(1)  # the blocks layer shows y_1
     for layer in viewer.layers:
-        layer.visible = layer in (blocks, viewer.layers["resin lines"])
+        layer.visible = layer in (blocks, lines)
     shoot(viewer, "depth_block1")
     shown.setValue(shown.maximum())
     shoot(viewer, "depth_last_block")
     for layer in viewer.layers:
         layer.visible = True
     viewer.layers.remove(blocks)
-    viewer.layers.remove("resin lines")
+    viewer.layers.remove(lines)
     viewer.layers.remove(f"{stack.name} NRRN preview")
 
     # 5. The whole stack, written to disk and opened lazily
