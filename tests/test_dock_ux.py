@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel
 
 from napari_nrrn.model.checkpoint import save_model
@@ -340,3 +341,30 @@ def test_denoising_buttons_are_disabled_on_a_layer_nrrn_cannot_denoise(make_napa
     viewer.add_image(np.zeros((3, 16, 16), np.uint8), name="stack")
     widget.data_section.layer_combo.setCurrentText("stack")
     assert all(button.isEnabled() for button in buttons)
+
+
+def test_depth_table_fits_the_default_dock_width_without_sideways_scrolling(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer(show=True)
+    widget = add_dock(viewer)
+    open_sample(viewer, widget, qtbot, "fibsem")
+    widget.model_section.load_checkpoint(tiny_model)
+    widget.model_section.device_combo.setCurrentText("cpu")
+    worker = widget.depth_section.explore_depth()
+    qtbot.waitUntil(lambda: worker not in widget.jobs.values(), timeout=WAIT_MS)
+    table = widget.depth_section.blocks_table
+    widget.depth_section.expand(animate=False)
+    qtbot.waitUntil(table.isVisible, timeout=5000)
+    # every column inside the visible width, every row inside the table's height, nothing behind a bar
+    assert not table.horizontalScrollBar().isVisible()
+    columns = sum(table.columnWidth(column) for column in range(table.columnCount()))
+    assert columns <= table.viewport().width()
+    rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
+    assert table.rowCount() >= 2 and rows <= table.viewport().height()
+    # a cell's text wraps within its column instead of widening it
+    for row in range(table.rowCount()):
+        for column in range(table.columnCount()):
+            item = table.item(row, column)
+            needed = table.fontMetrics().boundingRect(
+                0, 0, table.columnWidth(column), 10_000, int(Qt.TextWordWrap), item.text()
+            )
+            assert needed.height() <= table.rowHeight(row), (row, column, item.text())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from napari.layers import Shapes
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QPushButton, QSpinBox, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QHeaderView, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem
 
 from napari_nrrn.plugin._denoise_layers import (
     BLOCKS,
@@ -40,7 +40,7 @@ from napari_nrrn.plugin._viewer_helpers import RESIN_LINES_NAME, add_resin_lines
 from napari_nrrn.words import plural
 
 NO_LINES = "(none)"
-COLUMNS = ("output", "mean resin IQR", "validation loss", "ms / MP")
+COLUMNS = ("output", "resin IQR", "val. loss", "ms / MP")
 NOT_YET = "–"
 BENCHMARK_NOTE = (
     "The quality numbers are the shipped models' PSNR on held-out FlyEM medulla slices with synthetic noise "
@@ -132,8 +132,12 @@ class DepthSection(DockSection):
         self.blocks_table = QTableWidget(0, len(COLUMNS))
         self.blocks_table.setHorizontalHeaderLabels(COLUMNS)
         self.blocks_table.verticalHeader().setVisible(False)
-        self.blocks_table.horizontalHeader().setStretchLastSection(True)
+        # The columns share the dock's width and long cells wrap: a sideways scroll bar would cut the last
+        # column and cover the last row at napari's default dock width.
+        self.blocks_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.blocks_table.setWordWrap(True)
         self.blocks_table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.blocks_table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._fit_table()
         self.recommendation = WrappedLabel()
         self.use_recommended = QPushButton()
@@ -330,7 +334,7 @@ class DepthSection(DockSection):
             cells = (name, iqr, loss or (NOT_YET if row else ""), cost or (NOT_YET if row else ""))
             for column, text in enumerate(cells):
                 table.setItem(row, column, QTableWidgetItem(text))
-        table.resizeColumnsToContents()
+        table.resizeRowsToContents()
         self._fit_table()
 
     def _refresh_lines(self, event=None) -> None:

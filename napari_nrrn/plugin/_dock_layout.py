@@ -61,6 +61,8 @@ class WrappedLabel(QLabel):
         self._fit()
 
     def _fit(self) -> None:
+        # An empty label (no warning now) takes no room: the layout's spacing around it would leave a gap.
+        self.setVisible(bool(self.text()))
         needed = self.heightForWidth(self.width()) if self.text() else 0
         if needed != self.minimumHeight():
             self.setMinimumHeight(max(needed, 0))
