@@ -343,7 +343,9 @@ def test_denoising_buttons_are_disabled_on_a_layer_nrrn_cannot_denoise(make_napa
     assert all(button.isEnabled() for button in buttons)
 
 
-def test_depth_table_fits_the_default_dock_width_without_sideways_scrolling(make_napari_viewer, qtbot, tiny_model):
+def test_depth_table_fits_the_default_dock_width_without_sideways_scrolling(
+    make_napari_viewer, qtbot, tiny_model
+):
     viewer = make_napari_viewer(show=True)
     widget = add_dock(viewer)
     open_sample(viewer, widget, qtbot, "fibsem")
