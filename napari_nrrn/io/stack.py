@@ -21,7 +21,7 @@ import dask.array as da
 import numpy as np
 
 from napari_nrrn.io.formats import FORMATS, dat, hdf5, tiff
-from napari_nrrn.io.formats.base import StackInfo, VoxelSize, natural_sort_key
+from napari_nrrn.io.formats.base import StackInfo, VoxelSize, natural_sort_key, slice_files
 
 __all__ = [
     "StackInfo",
@@ -103,8 +103,8 @@ def _with_z_step(found: tuple[VoxelSize | None, bool], z_step_nm: float | None):
 def _format(path: Path):
     """The format module that reads ``path``, or a ``ValueError``/``FileNotFoundError`` saying why none."""
     if path.is_dir():
-        tiffs = tiff.slice_files(path, tiff.SUFFIXES)
-        dats = tiff.slice_files(path, dat.SUFFIXES)
+        tiffs = slice_files(path, tiff.SUFFIXES)
+        dats = slice_files(path, dat.SUFFIXES)
         if tiffs and dats:
             raise ValueError(
                 f"folder {path} mixes TIFF and .dat files ({tiffs[0].name}, {dats[0].name}): "

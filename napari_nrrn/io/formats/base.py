@@ -92,6 +92,24 @@ def natural_sort_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def slice_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files of ``folder`` with one of ``suffixes``, natural order, hidden ones (``._x.tif``) skipped."""
+    files = (f for f in folder.iterdir() if f.suffix.lower() in suffixes and not f.name.startswith("."))
+    return sorted((f for f in files if f.is_file()), key=lambda f: natural_sort_key(f.name))
+
+
+def file_or_slice_folder(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a file with one of ``suffixes``, or a folder holding such files (by name)."""
+    if path.is_dir():
+        return bool(slice_files(path, suffixes))
+    return path.suffix.lower() in suffixes and path.is_file()
+
+
+def first_file(path: Path, suffixes: tuple[str, ...]) -> Path:
+    """``path`` itself, or the first of its slice files when it is a folder."""
+    return slice_files(path, suffixes)[0] if path.is_dir() else path
+
+
 def nm(value: float, unit: str | None) -> float | None:
     """``value`` in ``unit`` as nm, rounded to 6 significant digits (metadata holds no more than that);
     None for a missing or unknown unit, or a value that is not a positive number."""

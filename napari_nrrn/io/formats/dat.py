@@ -24,8 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_nrrn.io.formats.base import StackInfo, calibration, check_channel, lazy, natural_sort_key, nm
-from napari_nrrn.io.formats.tiff import slice_files
+from napari_nrrn.io.formats.base import (
+    StackInfo,
+    calibration,
+    check_channel,
+    file_or_slice_folder,
+    first_file,
+    lazy,
+    natural_sort_key,
+    nm,
+    slice_files,
+)
 from napari_nrrn.words import plural
 
 NAME = "FIB-SEM .dat"
@@ -63,14 +72,12 @@ class DatHeader:
 
 def recognises(path: Path) -> bool:
     """A ``.dat`` file, or a folder of them (by their names)."""
-    if path.is_dir():
-        return bool(slice_files(path, SUFFIXES))
-    return path.suffix.lower() in SUFFIXES and path.is_file()
+    return file_or_slice_folder(path, SUFFIXES)
 
 
 def content_ok(path: Path) -> bool:
     """The (first) frame starts with the magic number."""
-    return is_dat(slice_files(path, SUFFIXES)[0] if path.is_dir() else path)
+    return is_dat(first_file(path, SUFFIXES))
 
 
 def folder_calibration(folder: Path):

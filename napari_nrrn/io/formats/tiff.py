@@ -27,9 +27,11 @@ from napari_nrrn.io.formats.base import (
     check_channel,
     check_grey,
     corrupt,
+    file_or_slice_folder,
+    first_file,
     lazy,
-    natural_sort_key,
     nm,
+    slice_files,
 )
 from napari_nrrn.words import plural
 
@@ -39,14 +41,12 @@ SUFFIXES = (".tif", ".tiff")
 
 def recognises(path: Path) -> bool:
     """A TIFF file, or a folder of TIFF slices (by their names)."""
-    if path.is_dir():
-        return bool(slice_files(path, SUFFIXES))
-    return path.suffix.lower() in SUFFIXES and path.is_file()
+    return file_or_slice_folder(path, SUFFIXES)
 
 
 def content_ok(path: Path) -> bool:
     """The (first) TIFF's first page is grey-level: napari's own reader is better for colour images."""
-    return _first_page_is_grey(slice_files(path, SUFFIXES)[0] if path.is_dir() else path)
+    return _first_page_is_grey(first_file(path, SUFFIXES))
 
 
 def inspect(path: Path, channel: int | None) -> StackInfo:
@@ -60,12 +60,6 @@ def inspect(path: Path, channel: int | None) -> StackInfo:
 def folder_calibration(folder: Path) -> tuple[VoxelSize | None, bool]:
     """The calibration of a folder of slices from its first file: no need to read every header."""
     return _tiff_stack(slice_files(folder, SUFFIXES)[0], None).calibration
-
-
-def slice_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """The files of ``folder`` with one of ``suffixes``, natural order, hidden ones (``._x.tif``) skipped."""
-    files = (f for f in folder.iterdir() if f.suffix.lower() in suffixes and not f.name.startswith("."))
-    return sorted((f for f in files if f.is_file()), key=lambda f: natural_sort_key(f.name))
 
 
 @dataclass(frozen=True)
