@@ -79,6 +79,41 @@ def test_aligned_slices_call_for_no_registration(medulla):
     assert report.median_step < 0.1 and not report.calls_for_registration() and report.warnings() == []
 
 
+def report_of(steps) -> DriftReport:
+    return DriftReport(len(steps) + 1, tuple(PairShift(z, dy, dx) for z, (dy, dx) in enumerate(steps)))
+
+
+def test_registration_is_called_for_when_most_pairs_would_move_by_a_whole_pixel():
+    mostly_small = report_of([(0.4, 0.3), (-0.3, 0.4), (0.6, 0.0), (0.2, -0.45), (0.0, 1.2)])
+    assert mostly_small.median_step == pytest.approx(0.5)
+    assert mostly_small.moved_pairs() == 2 and not mostly_small.calls_for_registration()
+    # Neighbours two slices away: the shifts double, and every pair rounds to a pixel.
+    assert mostly_small.moved_pairs(2) == 5 and mostly_small.calls_for_registration(2)
+    assert report_of([(0.6, 0.0), (0.0, -0.7), (0.1, 0.2)]).calls_for_registration()
+    assert not report_of([(0.6, 0.0), (0.1, 0.2)]).calls_for_registration()  # half is not most
+    assert not report_of([]).calls_for_registration()
+
+
+def test_steps_above_the_threshold_that_registration_cannot_correct_are_warned_about():
+    report = report_of([(0.4, 0.3), (-0.3, 0.4), (0.6, 0.0), (0.2, -0.45), (0.0, 1.2)])
+    (default,) = report.warnings()
+    assert "0.50 px per slice (median; above 0.3 px)" in default
+    assert "only 2 of 5 measured pairs would move by a whole pixel" in default
+    assert "napari-nrrn pairs the slices unshifted" in default
+    (forced,) = report.warnings(register=True)
+    assert "by whole pixels" in forced and forced.endswith("as asked")
+    (twice,) = report.warnings(z_distance=2)
+    assert "napari-nrrn shifts each neighbour onto its centre slice by whole pixels" in twice
+    assert report_of([(0.2, 0.1), (0.1, 0.25)]).warnings() == []
+
+
+def test_noisy_registered_medulla_measures_an_apparent_step_but_calls_for_no_registration(medulla):
+    stack = noisy(medulla, np.random.default_rng(0))
+    report = estimate_drift(stack)
+    assert report.median_step > 0.3 and not report.calls_for_registration()
+    assert "napari-nrrn pairs the slices unshifted" in report.warnings()[0]
+
+
 def test_blank_slices_are_skipped_and_said(medulla):
     stack = medulla[:5].copy()
     stack[2] = 7
@@ -114,3 +149,46 @@ def test_shift_larger_than_a_quarter_of_the_slice_is_refused_not_reported(medull
     report = estimate_drift(pair)
     assert report.shifts == () and report.too_large == (PairShift(0, -40, 0),)
     assert "too far to pair them; register the stack first" in report.warnings()[0]
+
+
+@pytest.fixture(scope="module")
+def large_slice(shared_data):
+    """A medulla slice enlarged 5x to 1250 x 1250 px: large enough to be measured near its corners."""
+    source = tifffile.memmap(shared_data / "fibsem_flyem_medulla_A_250cube.tif")[120].astype(np.float64)
+    return ndimage.zoom(source, 5, order=3)
+
+
+def rotated(image, degrees):
+    """``image`` turned by ``degrees`` about its centre: read at p it shows ``image`` at M p + offset."""
+    angle = np.deg2rad(degrees)
+    matrix = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = (np.array(image.shape) - 1) / 2
+    return ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre, order=3, mode="nearest")
+
+
+def test_one_shift_holds_across_a_translated_slice(large_slice):
+    rng = np.random.default_rng(5)
+    pair = np.stack([noisy(large_slice, rng), noisy(shifted(large_slice, (2.3, -1.4)), rng)])
+    report = estimate_drift(pair)
+    (across,) = report.across
+    assert all(corner is not None for corner in across.corners)
+    assert report.largest_spread <= 0.25  # each shift within about 0.1 px of the truth
+    assert "varies by up to" in report.describe()[-1]
+    assert not any("rotation" in warning for warning in report.warnings())
+    assert DriftReport.from_dict(report.to_dict()) == report
+
+
+def test_a_rotation_between_slices_shows_as_corners_moving_against_the_centre(large_slice):
+    rng = np.random.default_rng(6)
+    degrees = 0.3
+    pair = np.stack([noisy(large_slice, rng), noisy(rotated(large_slice, degrees), rng)])
+    report = estimate_drift(pair)
+    # Corner crops are centred 1250 // 16 + 256 px from two edges: 291 px from the centre on each axis.
+    expected = 2 * np.sin(np.deg2rad(degrees) / 2) * np.hypot(291, 291)
+    assert report.largest_spread == pytest.approx(expected, abs=0.25)
+    assert any("rotation or scan distortion" in warning for warning in report.warnings())
+    assert DriftReport.from_dict(report.to_dict()) == report
+
+
+def test_small_slices_are_measured_at_the_centre_only(medulla):
+    assert estimate_drift(medulla[:3]).across == ()

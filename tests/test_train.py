@@ -403,6 +403,10 @@ def test_resume_refuses_a_different_network_or_a_missing_checkpoint(gala, tmp_pa
     drain(train(gala, replace(TINY, steps=2), checkpoint_path=checkpoint))
     with pytest.raises(ValueError, match="trained with width = 4, this run asks for 8"):
         next(train(gala, replace(TINY, width=8), checkpoint_path=checkpoint, resume=True))
+    unregistered = tmp_path / "unregistered.pt"
+    drain(train(gala, replace(TINY, steps=2, register=False), checkpoint_path=unregistered))
+    with pytest.raises(ValueError, match="trained with register = False, this run asks for True"):
+        next(train(gala, replace(TINY, register=True), checkpoint_path=unregistered, resume=True))
     with pytest.raises(FileNotFoundError, match="does not exist: train without resume first"):
         next(train(gala, TINY, checkpoint_path=tmp_path / "none.pt", resume=True))
     with pytest.raises(ValueError, match="needs the checkpoint_path"):

@@ -67,6 +67,7 @@ RESUME_MUST_MATCH = (
     "z_distance",
     "seed",
     "validation_fraction",
+    "register",
 )
 # With independent noise the validation loss cannot fall below the target's noise variance (in z-score
 # units; see shared_noise_threshold); below this fraction of it the paired slices must share noise. The
@@ -596,11 +597,12 @@ def train(
     if config.mode != "adjacent":
         config = replace(config, register=False)
     elif config.register is None:
-        config = replace(config, register=drift is not None and drift.calls_for_registration())
+        called_for = drift is not None and drift.calls_for_registration(config.z_distance)
+        config = replace(config, register=called_for)
     notes["register"] = config.register
     start, notes["started_from"] = starting_weights(config)
     notes["warnings"] = _blind_spot_warnings(report, config)
-    notes["warnings"] += [] if drift is None else drift.warnings(config.register)
+    notes["warnings"] += [] if drift is None else drift.warnings(config.register, config.z_distance or 1)
     for warning in notes["warnings"]:
         warnings.warn(warning, stacklevel=2)
     metadata = dict(metadata or {})

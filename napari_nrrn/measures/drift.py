@@ -21,9 +21,9 @@ from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
 from napari_nrrn.measures.noise import _ranges
+from napari_nrrn.words import plural
 
-# Steps above this (median, px per slice) cost denoising quality: whole-pixel registration moves a neighbour
-# once a step (or, for the neighbour-mean target, two steps) rounds to a pixel. docs/training.md measures it.
+# Steps above this (median, px per slice) cost denoising quality, and are warned about.
 STEP_WARNING = 0.3
 # Default number of adjacent pairs measured, spread over the stack.
 PAIRS = 8
@@ -37,6 +37,12 @@ UPSAMPLE = 20
 # Slices are measured on a centred square of at most this side: 0.11 CPU-s per pair on an AMD EPYC, against
 # 0.42 s at 1024 px, and training measures up to 4 pairs for every new centre it draws.
 MEASURED_SIDE = 512
+# On slices at least twice MEASURED_SIDE on both axes, this many of the measured pairs are measured again
+# near the slice's four corners, to see whether one shift holds across the slice (rotation and scan distortion
+# would move the corners against the centre); each such pair reads its two slices whole.
+SPREAD_PAIRS = 3
+# Corners that move against the centre by more than this (px) are not served by one whole-pixel shift.
+SPREAD_WARNING = 0.5
 _SMOOTHING = 2.0
 _SMALLEST_SIDE = 16
 
@@ -56,12 +62,29 @@ class PairShift:
 
 
 @dataclass(frozen=True)
+class CornerShifts:
+    """The shift of pair (z, z+1) measured near each corner of the slice (top left, top right, bottom left,
+    bottom right; None where it was not measured), against the shift at its centre."""
+
+    z: int
+    centre: tuple[float, float]
+    corners: tuple[tuple[float, float] | None, ...]
+
+    @property
+    def spread(self) -> float | None:
+        """The farthest a corner's shift lies from the centre's, in px."""
+        found = [math.dist(corner, self.centre) for corner in self.corners if corner is not None]
+        return max(found) if found else None
+
+
+@dataclass(frozen=True)
 class DriftReport:
     """What ``estimate_drift`` measured on a stack of ``depth`` slices.
 
     shifts: the pairs (z, z+1) measured, with their shift. uncorrelated: z of pairs whose slices do not show
     one place (no shift reported). too_large: pairs whose shift is beyond what can be measured or paired.
-    skipped: blank or constant slices, left out.
+    skipped: blank or constant slices, left out. across: on large slices, a few pairs measured near the
+    slice's corners too (``CornerShifts``).
     """
 
     depth: int
@@ -69,6 +92,7 @@ class DriftReport:
     uncorrelated: tuple[int, ...] = ()
     too_large: tuple[PairShift, ...] = ()
     skipped: tuple[int, ...] = ()
+    across: tuple[CornerShifts, ...] = ()
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -82,6 +106,14 @@ class DriftReport:
             uncorrelated=tuple(int(z) for z in values.get("uncorrelated", ())),
             too_large=tuple(PairShift(**pair) for pair in values.get("too_large", ())),
             skipped=tuple(int(z) for z in values.get("skipped", ())),
+            across=tuple(
+                CornerShifts(
+                    int(pair["z"]),
+                    tuple(pair["centre"]),
+                    tuple(None if corner is None else tuple(corner) for corner in pair["corners"]),
+                )
+                for pair in values.get("across", ())
+            ),
         )
 
     @property
@@ -93,6 +125,12 @@ class DriftReport:
         return max(p.step for p in self.shifts) if self.shifts else None
 
     @property
+    def largest_spread(self) -> float | None:
+        """The farthest a corner's shift lies from its slice centre's, over the pairs measured so."""
+        found = [pair.spread for pair in self.across if pair.spread is not None]
+        return max(found) if found else None
+
+    @property
     def total_drift(self) -> tuple[float, float] | None:
         """(dy, dx) from the first slice to the last: the sum of the steps when every pair was measured, else
         the measured steps' mean times the number of pairs (an estimate)."""
@@ -101,9 +139,17 @@ class DriftReport:
         scale = (self.depth - 1) / len(self.shifts)
         return (scale * sum(p.dy for p in self.shifts), scale * sum(p.dx for p in self.shifts))
 
-    def calls_for_registration(self) -> bool:
-        """True when the measured steps are large enough to cost quality (median above STEP_WARNING)."""
-        return self.median_step is not None and self.median_step > STEP_WARNING
+    def moved_pairs(self, z_distance: int = 1) -> int:
+        """How many measured pairs whole-pixel registration would move: their shift, times ``z_distance``
+        (the neighbours' distance from the centre; a steady drift's shift grows with it), rounds to at least
+        a pixel on an axis."""
+        return sum(1 for p in self.shifts if round(z_distance * p.dy) or round(z_distance * p.dx))
+
+    def calls_for_registration(self, z_distance: int = 1) -> bool:
+        """True when whole-pixel registration moves most of the measured pairs. Where most steps stay below
+        half a pixel, it would move only the few that round up, which costs quality (0.1 dB on the
+        registered medulla, docs/training.md), and cannot correct the rest."""
+        return 2 * self.moved_pairs(z_distance) > len(self.shifts) > 0
 
     def describe(self) -> list[str]:
         """Plain-words lines for the dock and ``napari-nrrn info --noise``."""
@@ -122,14 +168,21 @@ class DriftReport:
             lines.append(f"shifts (y, x) px measured on {len(self.shifts)} of {pairs} pairs: {steps}")
         else:
             lines.append("drift between adjacent slices: not measured")
+        if self.largest_spread is not None:
+            lines.append(
+                f"across the slice the shift varies by up to {self.largest_spread:.2f} px (near its corners "
+                f"against its centre, {plural(len(self.across), 'pair')} measured)"
+            )
         if self.skipped:
             skipped = _ranges(self.skipped)
             lines.append(f"blank or constant slices skipped in the drift measurement: z = {skipped}")
         return lines
 
-    def warnings(self, register: bool = True) -> list[str]:
+    def warnings(self, register: bool | None = None, z_distance: int = 1) -> list[str]:
         """One plain sentence per problem, each saying what napari-nrrn does about it; ``register``: whether
-        neighbours are registered (the default where the drift calls for it), or were turned off by hand."""
+        neighbours are registered, None for the default (where the drift calls for it at ``z_distance``)."""
+        called_for = self.calls_for_registration(z_distance)
+        register = called_for if register is None else register
         found = []
         if self.uncorrelated:
             pairs = ", ".join(f"{z}-{z + 1}" for z in self.uncorrelated)
@@ -150,19 +203,44 @@ class DriftReport:
                 f"than {LARGEST_FRACTION:.0%} of the slice (of its centred {MEASURED_SIDE} px at most): too "
                 "far to pair them; register the stack first (docs/noise.md names tools)"
             )
+        if (self.largest_spread or 0.0) > SPREAD_WARNING:
+            found.append(
+                f"across the slice the shift varies by up to {self.largest_spread:.2f} px between its centre "
+                "and its corners (rotation or scan distortion): one whole-pixel shift per slice pair, as "
+                "napari-nrrn registers, fits the slice's middle best; registering the stack first with an "
+                "affine or elastic tool fits it everywhere (docs/noise.md)"
+            )
         median = self.median_step or 0.0
-        drifts = f"the slices drift by {median:.2f} px per slice (median; above {STEP_WARNING} px)"
-        if self.calls_for_registration() and not register:
+        if median <= STEP_WARNING and not called_for:
+            return found
+        above = f"; above {STEP_WARNING} px" if median > STEP_WARNING else ""
+        drifts = f"the slices drift by {median:.2f} px per slice (median{above})"
+        shifted = (
+            "napari-nrrn shifts each neighbour onto its centre slice by whole pixels before training and "
+            "denoising with the model trained so (the output stays in the centre's frame)"
+        )
+        if called_for and not register:
             found.append(
                 f"{drifts} and registration is turned off: neighbours do not show the centre's place, which "
                 "costs quality"
             )
-        elif self.calls_for_registration():
+        elif called_for:
             found.append(
                 f"{drifts}, so neighbours do not show the centre's place and denoising loses quality: "
-                "napari-nrrn shifts each neighbour onto its centre slice by whole pixels before training and "
-                "denoising with the model trained so (the output stays in the centre's frame; turn it off "
-                "with --no-register); registering the stack itself stays your next step (docs/noise.md)"
+                f"{shifted}; registering the stack itself stays your next step (docs/noise.md)"
+            )
+        else:
+            moved = self.moved_pairs(z_distance)
+            found.append(
+                f"{drifts}, drift left in the stack or structures that run at a slant through the slices; "
+                f"only {moved} of {len(self.shifts)} measured pairs would move by a whole pixel, too few for "
+                "whole-pixel registration to help (it costs quality there), so "
+                + (
+                    f"{shifted}, as asked"
+                    if register
+                    else "napari-nrrn pairs the slices unshifted; if the stack is not registered yet, "
+                    "registering it first helps (docs/noise.md)"
+                )
             )
         return found
 
@@ -251,6 +329,8 @@ def estimate_drift(stack, pairs: int = PAIRS) -> DriftReport:
         return cached[z]
 
     shifts, uncorrelated, too_large, skipped = [], [], [], set()
+    measured_across = set(np.array(starts)[_spread_over(len(starts), SPREAD_PAIRS)].tolist())
+    across = []
     for z in starts:
         blank = [index for index in (z, z + 1) if np.ptp(read(index)) == 0]
         if blank:
@@ -265,7 +345,37 @@ def estimate_drift(stack, pairs: int = PAIRS) -> DriftReport:
             uncorrelated.append(z)
         else:
             shifts.append(PairShift(z, *found))
+            corners = _corner_crops(stack.shape[-2:])
+            if corners and z in measured_across:
+                pair = np.asarray(stack[z]), np.asarray(stack[z + 1])
+                across.append(CornerShifts(z, found, tuple(_shift_or_none(*pair, crop) for crop in corners)))
         for old in [index for index in cached if index < z + 1]:
             del cached[old]
-    return DriftReport(depth, tuple(shifts), tuple(uncorrelated), tuple(too_large), tuple(sorted(skipped)))
+    return DriftReport(
+        depth, tuple(shifts), tuple(uncorrelated), tuple(too_large), tuple(sorted(skipped)), tuple(across)
+    )
+
+
+def _spread_over(count: int, wanted: int) -> np.ndarray:
+    """Indices of ``wanted`` items spread over ``count`` (all of them when fewer)."""
+    return np.unique(np.round(np.linspace(0, count - 1, min(wanted, count))).astype(int))
+
+
+def _corner_crops(shape) -> list[tuple[slice, slice]]:
+    """MEASURED_SIDE squares near the four corners (inset by a sixteenth of the side, where scan edges and
+    charging show), on slices at least twice MEASURED_SIDE on both axes; none on smaller ones."""
+    if min(shape) < 2 * MEASURED_SIDE:
+        return []
+    starts = [(n // 16, n - n // 16 - MEASURED_SIDE) for n in shape]
+    return [
+        (slice(y, y + MEASURED_SIDE), slice(x, x + MEASURED_SIDE)) for y in starts[0] for x in starts[1]
+    ]
+
+
+def _shift_or_none(reference, moving, crop) -> tuple[float, float] | None:
+    """The shift measured on ``crop`` of both slices; None where it cannot be (no correlation, too large)."""
+    try:
+        return measure_shift(reference[crop], moving[crop])
+    except ValueError:
+        return None
 
