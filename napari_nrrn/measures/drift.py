@@ -270,9 +270,7 @@ def measure_shift(reference, moving) -> tuple[float, float] | None:
     # overlap would pull the peak toward 0, and the noise would jitter it (0.2 px errors seen without).
     part_a, part_b = _overlap(a, b, dy, dx)
     taper = window(("tukey", 0.3), part_a.shape)
-    part_a, part_b = (
-        (ndimage.gaussian_filter(part, 1.0) - part.mean()) * taper for part in (part_a, part_b)
-    )
+    part_a, part_b = ((ndimage.gaussian_filter(part, 1.0) - part.mean()) * taper for part in (part_a, part_b))
     rest, _, _ = phase_cross_correlation(part_a, part_b, upsample_factor=UPSAMPLE, normalization=None)
     return dy - float(rest[0]), dx - float(rest[1])
 
@@ -367,9 +365,7 @@ def _corner_crops(shape) -> list[tuple[slice, slice]]:
     if min(shape) < 2 * MEASURED_SIDE:
         return []
     starts = [(n // 16, n - n // 16 - MEASURED_SIDE) for n in shape]
-    return [
-        (slice(y, y + MEASURED_SIDE), slice(x, x + MEASURED_SIDE)) for y in starts[0] for x in starts[1]
-    ]
+    return [(slice(y, y + MEASURED_SIDE), slice(x, x + MEASURED_SIDE)) for y in starts[0] for x in starts[1]]
 
 
 def _shift_or_none(reference, moving, crop) -> tuple[float, float] | None:
@@ -378,4 +374,3 @@ def _shift_or_none(reference, moving, crop) -> tuple[float, float] | None:
         return measure_shift(reference[crop], moving[crop])
     except ValueError:
         return None
-
