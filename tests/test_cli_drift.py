@@ -32,7 +32,7 @@ def test_info_noise_reports_the_drift_and_what_napari_nrrn_does(drifting_file, c
     # The window moves down 3 px per slice, so the content moves up: -3 px in y.
     assert "drift between adjacent slices: median step 3.00 px, largest 3.00 px; 14.9 px over" in out
     assert "shifts (y, x) px measured on 5 of 5 pairs: 0-1: (-3.00, +0.00)" in out
-    assert "warning: the slices drift by 3.00 px per slice" in out and "whole pixels" in out
+    assert "warning: the slices drift by 3.00 px per slice" in out and "(cubic interpolation)" in out
 
 
 def test_info_noise_says_when_slices_do_not_correlate(shared_data, tmp_path, capsys):

@@ -37,7 +37,7 @@ def test_data_section_reports_drift_and_preview_registers_as_the_model_was_train
     qtbot.waitUntil(lambda: NOISE_JOB not in widget.jobs, timeout=WAIT_MS)
     data = widget.data_section
     assert data.drift_info.text().startswith("Drift between adjacent slices: median step 3.00 px")
-    assert "shifts each neighbour onto its centre slice by whole pixels" in data.drift_warning.text()
+    assert "shifts each neighbour onto its centre slice (cubic interpolation)" in data.drift_warning.text()
 
     viewer.dims.set_point(0, 2)
     worker = widget.preview_section.preview()

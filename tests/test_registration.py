@@ -1,14 +1,25 @@
-"""Registered neighbours: training samples and inference read each neighbour shifted onto its centre by the
-measured whole-pixel shift, exactly as shifting by hand would; tiles and regions stay exact."""
+"""Registered neighbours: training samples and inference read each neighbour shifted onto its centre by its
+measured shift (cubic convolution), as shifting by hand would; windows equal the whole shifted slice, so
+training equals inference and tiles and regions stay exact."""
+
+import math
 
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage
 
 from napari_nrrn.engine.events import run_to_end
 from napari_nrrn.engine.inference import denoise_slice, denoise_stack, iter_denoise_slices, slice_triplet
 from napari_nrrn.engine.normalise import slice_stats
-from napari_nrrn.engine.registration import model_registers, neighbour_shift, register_triplet, shift_onto
+from napari_nrrn.engine.registration import (
+    model_registers,
+    neighbour_shift,
+    noise_variance_factor,
+    read_shifted,
+    register_triplet,
+    shift_onto,
+)
 from napari_nrrn.engine.sampling import TripletSampler
 from napari_nrrn.engine.train import RANDOM, TrainConfig, train
 from napari_nrrn.model.nrrn import NRRN
@@ -35,39 +46,96 @@ def truth(a: int, b: int) -> tuple[int, int]:
     return POSITIONS[a][0] - POSITIONS[b][0], POSITIONS[a][1] - POSITIONS[b][1]
 
 
+def keys(distance):
+    """Keys' cubic convolution kernel, a = -0.5."""
+    x = abs(distance)
+    if x <= 1:
+        return 1.5 * x**3 - 2.5 * x**2 + 1
+    return -0.5 * (x**3 - 5 * x**2 + 8 * x - 4) if x < 2 else 0.0
+
+
 def by_hand(image, shift):
-    """``image`` read at (y + dy, x + dx), edge pixels repeated beyond it."""
-    dy, dx = shift
-    padded = np.pad(image, 8, mode="edge")
-    return padded[8 + dy : 8 + dy + image.shape[0], 8 + dx : 8 + dx + image.shape[1]]
+    """``image`` read at (y + dy, x + dx): the 4 x 4 pixels around each place weighted by Keys' kernel,
+    indices clipped to the slice (its edge repeated beyond it); float64."""
+    height, width = image.shape
+    out = np.zeros((height, width))
+    ys, xs = np.arange(height) + shift[0], np.arange(width) + shift[1]
+    for i in range(-1, 3):
+        rows = np.floor(ys).astype(int) + i
+        row_weights = np.array([keys(y - r) for y, r in zip(ys, rows, strict=True)])
+        for j in range(-1, 3):
+            columns = np.floor(xs).astype(int) + j
+            column_weights = np.array([keys(x - c) for x, c in zip(xs, columns, strict=True)])
+            picked = image[np.clip(rows, 0, height - 1)[:, None], np.clip(columns, 0, width - 1)[None, :]]
+            out += row_weights[:, None] * column_weights[None, :] * picked
+    return out
 
 
-def test_measured_whole_pixel_shifts_are_the_true_ones(drifting):
+def test_measured_shifts_are_the_true_ones_within_a_tenth_of_a_pixel(drifting):
     for a in range(len(POSITIONS)):
         for b in (a - 2, a - 1, a + 1, a + 2):
             if 0 <= b < len(POSITIONS):
-                assert neighbour_shift(drifting[a], drifting[b]) == truth(a, b)
+                assert (
+                    np.abs(np.subtract(neighbour_shift(drifting[a], drifting[b]), truth(a, b))).max() <= 0.1
+                )
 
 
-def test_shift_onto_repeats_the_edge_where_the_shift_leaves_the_slice(drifting):
-    for shift in ((0, 0), (3, -2), (-5, 7)):
-        np.testing.assert_array_equal(shift_onto(drifting[0], shift), by_hand(drifting[0], shift))
+def test_whole_pixel_shifts_move_pixels_untouched_and_repeat_the_edge(drifting):
+    padded = np.pad(drifting[0], 8, mode="edge")
+    for dy, dx in ((0, 0), (3, -2), (-5, 7)):
+        expected = padded[8 + dy : 8 + dy + SIDE, 8 + dx : 8 + dx + SIDE]
+        np.testing.assert_array_equal(shift_onto(drifting[0], (float(dy), float(dx))), expected)
 
 
-def test_training_samples_equal_hand_shifted_windows(drifting):
+@pytest.mark.parametrize("shift", [(0.5, 0.5), (0.3, -1.6), (-2.25, 4.9), (-40.5, 120.2)])
+def test_shift_onto_reads_between_pixels_by_cubic_convolution(drifting, shift):
+    np.testing.assert_allclose(shift_onto(drifting[0], shift), by_hand(drifting[0], shift), atol=1e-3)
+
+
+def test_a_sub_pixel_shift_moves_a_smooth_slice_the_right_way(shared_data):
+    smooth = ndimage.gaussian_filter(
+        tifffile.memmap(shared_data / "fibsem_flyem_medulla_A_250cube.tif")[120].astype(np.float64), 2
+    )
+    shifted = shift_onto(smooth, (0.4, -0.7))
+    expected = ndimage.shift(smooth, (-0.4, 0.7), order=3, mode="nearest")  # read at y + 0.4, x - 0.7
+    assert np.abs(shifted - expected)[4:-4, 4:-4].max() < 0.5  # grey levels, of 0..255
+    assert np.abs(smooth - expected)[4:-4, 4:-4].mean() > 5 * np.abs(shifted - expected)[4:-4, 4:-4].mean()
+
+
+@pytest.mark.parametrize("shift", [(0.5, 0.5), (0.3, -1.6), (7.0, -3.0), (-90.5, 100.25)])
+def test_windows_of_a_shifted_slice_equal_the_whole_shifted_slice(drifting, shift):
+    whole = shift_onto(drifting[0], shift)
+    for rows, columns in (
+        (slice(0, 40), slice(0, 40)),
+        (slice(30, 70), slice(50, 96)),
+        (slice(95, 96), slice(0, 96)),
+    ):
+        np.testing.assert_array_equal(read_shifted(drifting[0], shift, rows, columns), whole[rows, columns])
+
+
+def test_interpolation_shrinks_independent_noise_by_the_stated_factor():
+    assert noise_variance_factor((2.0, -3.0)) == 1.0
+    assert noise_variance_factor((0.5, 0.0)) == pytest.approx(0.640625)  # 2 x (0.5625^2 + 0.0625^2)
+    noise = np.random.default_rng(0).normal(0, 1, (400, 400))
+    for shift in ((0.5, 0.5), (0.25, -0.6)):
+        variance = shift_onto(noise, shift)[4:-4, 4:-4].var()
+        assert variance == pytest.approx(noise_variance_factor(shift), rel=0.03)
+
+
+def test_training_samples_equal_windows_of_the_shifted_slices(drifting):
     offsets = (-2, -1, 0, 1, 2)
     sampler = TripletSampler(drifting, patch=40, validation_fraction=0, offsets=offsets, register=True)
     plain = TripletSampler(drifting, patch=40, validation_fraction=0, offsets=offsets)
     for centre in (2, 3):
         shifts = sampler.shifts_of(centre)
-        assert shifts == tuple(truth(centre, centre + o) for o in offsets)
+        assert shifts == tuple(neighbour_shift(drifting[centre], drifting[centre + o]) for o in offsets)
         y0, y1, x0, x1 = sampler._corner_range(centre)
-        assert (y0, x0) == (max(-dy for dy, _ in shifts), max(-dx for _, dx in shifts))
+        assert (y0, x0) == (math.ceil(max(-dy for dy, _ in shifts)), math.ceil(max(-dx for _, dx in shifts)))
         for y, x in ((y0, x0), (y1, x1), ((y0 + y1) // 2, x0)):
             expected = []
-            for o, (dy, dx) in zip(offsets, shifts, strict=True):
+            for o, shift in zip(offsets, shifts, strict=True):
                 image = drifting[centre + o]
-                window = image[y + dy : y + dy + 40, x + dx : x + dx + 40]
+                window = shift_onto(image, shift)[y : y + 40, x : x + 40]
                 mean, std = slice_stats(image)
                 expected.append((window.astype(np.float32) - np.float32(mean)) / np.float32(std))
             np.testing.assert_array_equal(sampler._sample(centre, y, x), np.stack(expected))
@@ -94,10 +162,12 @@ def test_inference_with_registration_equals_shifting_by_hand_then_denoising(drif
     stacked = denoise_stack(model, drifting, tile=32, precision="float32", register=True).compute()
     for z in range(len(POSITIONS)):
         before, after = (1 if z == 0 else z - 1), (z + 1 if z < len(POSITIONS) - 1 else z - 1)
-        prev, next_ = by_hand(drifting[before], truth(z, before)), by_hand(drifting[after], truth(z, after))
-        expected = denoise_slice(model, prev, drifting[z], next_, tile=32, precision="float32")
+        prev, centre, next_ = slice_triplet(drifting, z, register=True)
+        for image, neighbour in ((prev, before), (next_, after)):
+            shift = neighbour_shift(drifting[z], drifting[neighbour])
+            np.testing.assert_allclose(image, by_hand(drifting[neighbour], shift), atol=1e-3)
+        expected = denoise_slice(model, prev, centre, next_, tile=32, precision="float32")
         np.testing.assert_array_equal(stacked[z], expected)
-        np.testing.assert_array_equal(slice_triplet(drifting, z, register=True)[0], prev)
     unregistered = denoise_stack(model, drifting, tile=32, precision="float32", register=False).compute()
     assert not np.array_equal(unregistered, stacked)
     slices = dict(iter_denoise_slices(model, drifting, zs=[2], tile=32, precision="float32", register=True))
@@ -124,7 +194,7 @@ def test_training_registers_when_the_drift_calls_for_it_and_records_it(drifting,
     record = trained.metadata["training"]
     assert record["register"] is True and record["register_automatic"] is True
     assert record["config"]["register"] is True and trained.metadata["drift"]["shifts"]
-    assert any("whole pixels" in warning for warning in record["warnings"])
+    assert any("(cubic interpolation)" in warning for warning in record["warnings"])
     assert model_registers(trained) and not model_registers(model)
     # Inference follows the model's record unless told otherwise.
     default = denoise_stack(trained, drifting, precision="float32").compute()

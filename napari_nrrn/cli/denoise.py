@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--register",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="shift each neighbour onto its centre slice by whole pixels, measured on STACK (default: as the "
-        "model was trained, its training record)",
+        help="shift each neighbour onto its centre slice by its shift measured on STACK (cubic "
+        "interpolation; default: as the model was trained, its training record)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument(

@@ -60,13 +60,11 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         for warning in report.warnings():
             print(f"warning: {warning}")
-        _print_drift(array, report.safe_z_distance())
+        _print_drift(array)
     return 0
 
 
-def _print_drift(array, z_distance: int) -> None:
-    """The drift report; its warnings say what training at ``z_distance`` (the noise's safe one, training's
-    default) does about it."""
+def _print_drift(array) -> None:
     from napari_nrrn.measures.drift import estimate_drift
 
     if array.shape[0] < 2:
@@ -79,7 +77,7 @@ def _print_drift(array, z_distance: int) -> None:
         return
     for line in drift.describe():
         print(line)
-    for warning in drift.warnings(z_distance=z_distance):
+    for warning in drift.warnings():
         print(f"warning: {warning}")
 
 

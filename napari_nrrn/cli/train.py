@@ -107,8 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--register",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="shift each neighbour onto its centre slice by whole pixels, in training and when denoising "
-        "with the model (default: when the drift measured between slices calls for it; see "
+        help="shift each neighbour onto its centre slice (cubic interpolation), in training and when "
+        "denoising with the model (default: when the drift measured between slices calls for it; see "
         "`napari-nrrn info STACK --noise`)",
     )
     parser.add_argument("--resume", action="store_true", help="continue from MODEL's checkpoint")

@@ -255,7 +255,7 @@ def _neighbours(z: int, depth: int) -> tuple[int, int]:
 
 def slice_triplet(stack, z: int, register: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slices (z-1, z, z+1) of a (Z, Y, X) stack as numpy, reading only those; at an end, the one neighbour
-    twice. ``register``: each neighbour shifted onto slice z by whole pixels (engine/registration.py)."""
+    twice. ``register``: each neighbour shifted onto slice z (engine/registration.py)."""
     check_stack(stack)
     depth = stack.shape[0]
     if not 0 <= z < depth:
@@ -300,7 +300,7 @@ def denoise_stack(
     """The denoised stack, lazily: a dask array of the same shape and dtype, one chunk per slice; computing
     slice z reads input slices z-1, z and z+1 only. All slices run in one ``InferenceSession``.
 
-    ``register``: shift each neighbour onto its centre by whole pixels (engine/registration.py); None: as the
+    ``register``: shift each neighbour onto its centre (engine/registration.py); None: as the
     model was trained (its training record, ``model_registers``).
 
     ``should_stop``: a callable checked between batches of tiles; when it returns True, the slice being

@@ -15,8 +15,9 @@ Stack the scans of a repeated acquisition on axis 1: ``np.stack([scan_a, scan_b]
 
 Slices are read one at a time (``stack[z]``) through a bounded LRU cache, and each is z-scored with its
 own whole-slice mean and standard deviation (``engine.normalise``), as at inference. With ``register``
-(adjacent mode), each slice of a sample is read at (y + dy, x + dx), its whole-pixel shift onto the centre
-(``engine.registration.neighbour_shift``, measured once per slice pair on the cached slices), inputs and
+(adjacent mode), each slice of a sample is read at (y + dy, x + dx), its shift onto the centre
+(``engine.registration.neighbour_shift``, measured once per slice pair on the cached slices), by cubic
+convolution (``read_shifted``: the same pixels as the whole shifted slice that inference reads), inputs and
 targets alike; patches are drawn only where every shifted window lies inside its slice. A batch draws its
 centres from a *resident set* of centres whose slices all fit in the cache; one resident is replaced per
 batch, so a batch reads at most one new triplet however large the stack, and a stack that fits in the
@@ -30,13 +31,14 @@ centres).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from napari_nrrn.engine.normalise import slice_stats
-from napari_nrrn.engine.registration import Shift, neighbour_shift
+from napari_nrrn.engine.registration import UNSHIFTED, Shift, neighbour_shift, read_shifted
 from napari_nrrn.words import for_cli
 
 MODES = ("adjacent", "repeated-2", "repeated-3")
@@ -208,25 +210,29 @@ class TripletSampler:
         return tuple(centre + offset for offset in self.offsets)
 
     def shifts_of(self, centre: int) -> tuple[Shift, ...]:
-        """The whole-pixel (dy, dx) each slice of a sample at ``centre`` is read at, in sample order: all
-        (0, 0) without registration."""
+        """The (dy, dx) each slice of a sample at ``centre`` is read at, in sample order: all (0, 0) without
+        registration."""
         if not self.register:
-            return ((0, 0),) * len(self.offsets)
+            return (UNSHIFTED,) * len(self.offsets)
         if centre not in self._shifts:
             middle = self.cache.get(centre)[0][0]
             self._shifts[centre] = tuple(
-                (0, 0) if z == centre else neighbour_shift(middle, self.cache.get(z)[0][0])
+                UNSHIFTED if z == centre else neighbour_shift(middle, self.cache.get(z)[0][0])
                 for z in self.slices_of(centre)
             )
         return self._shifts[centre]
 
     def _sample(self, centre: int, y: int, x: int) -> np.ndarray:
         """The z-scored patches of one sample at (y, x), stacked on axis 0."""
+        rows, columns = slice(y, y + self.patch), slice(x, x + self.patch)
         patches = []
-        for z, (dy, dx) in zip(self.slices_of(centre), self.shifts_of(centre), strict=True):
+        for z, shift in zip(self.slices_of(centre), self.shifts_of(centre), strict=True):
             scans, stats = self.cache.get(z)
             for scan, (mean, std) in zip(scans, stats, strict=True):
-                window = scan[y + dy : y + dy + self.patch, x + dx : x + dx + self.patch].astype(np.float32)
+                if shift == UNSHIFTED:
+                    window = scan[rows, columns].astype(np.float32)
+                else:
+                    window = read_shifted(scan, shift, rows, columns)
                 patches.append((window - np.float32(mean)) / np.float32(std))
         return np.stack(patches)
 
@@ -234,11 +240,12 @@ class TripletSampler:
         """Top-left corners (y0..y1, x0..x1, inclusive) where every shifted window of the sample fits."""
         height, width = self.stack.shape[-2:]
         dys, dxs = zip(*self.shifts_of(centre), strict=True)
-        y0, y1 = -min(dys), height - self.patch - max(dys)
-        x0, x1 = -min(dxs), width - self.patch - max(dxs)
+        y0, y1 = math.ceil(-min(dys)), math.floor(height - self.patch - max(dys))
+        x0, x1 = math.ceil(-min(dxs)), math.floor(width - self.patch - max(dxs))
         if y1 < y0 or x1 < x0:
+            farthest = max(map(abs, dys + dxs))
             raise ValueError(
-                f"the slices around slice {centre} are shifted by up to {max(map(abs, dys + dxs))} px: no "
+                f"the slices around slice {centre} are shifted by up to {farthest:.1f} px: no "
                 f"{self.patch} px patch fits inside all of them; train with a smaller patch, or without "
                 "registration (register=False, --no-register)"
             )

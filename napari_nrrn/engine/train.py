@@ -23,6 +23,7 @@ import torch
 from napari_nrrn.engine.device import select_device
 from napari_nrrn.engine.events import TrainProgress
 from napari_nrrn.engine.fused import cpu_has_native_bfloat16
+from napari_nrrn.engine.registration import noise_variance_factor
 from napari_nrrn.engine.sampling import MODES, TripletSampler, check_training_stack
 from napari_nrrn.measures.drift import DriftReport, estimate_drift
 from napari_nrrn.measures.noise import INDEPENDENT_BELOW, NoiseReport, estimate_noise
@@ -110,7 +111,7 @@ class TrainConfig:
     cache_mb: int = 1024  # slice cache of the sampler
     amp: bool = True  # mixed precision on CUDA and on CPUs with native bf16; float32 elsewhere
     start_from: str = SHIPPED  # SHIPPED, RANDOM or a model file
-    # Shift neighbours onto the centre by whole pixels (engine/registration.py); None: when the drift measured
+    # Shift neighbours onto the centre (engine/registration.py); None: when the drift measured
     # on the stack calls for it (adjacent mode; DriftReport.calls_for_registration).
     register: bool | None = None
 
@@ -362,18 +363,21 @@ def shared_noise_threshold(
     is |mean of the branches - target|^2, whose expectation is the error to the target's signal plus the
     noise variance of the mean of two slices. For the published neighbours target the loss can also fall
     below it by extrapolating the signal difference of the two targets from the inputs, so their whole
-    squared signal difference (from the validation samples) is allowed on top.
+    squared signal difference (from the validation samples) is allowed on top. A registered target read
+    between pixels has its noise variance scaled by ``noise_variance_factor`` of its shift.
     """
     if report is None or validation is None:
         return None
     s = config.z_distance
 
-    def noise_variance(z: int) -> float:
-        mean, std = sampler.cache.get(z)[1][0]
-        return max(report.variance_intercept + report.variance_slope * mean, 0.0) / std**2
+    def noise_variance(centre: int, offset: int) -> float:
+        mean, std = sampler.cache.get(centre + offset)[1][0]
+        shift = dict(zip(sampler.offsets, sampler.shifts_of(centre), strict=True))[offset]
+        variance = max(report.variance_intercept + report.variance_slope * mean, 0.0) / std**2
+        return variance * noise_variance_factor(shift)
 
     centres = [int(v) for v in sampler.split.validation]
-    target_variance = float(np.mean([(noise_variance(v - s) + noise_variance(v + s)) / 2 for v in centres]))
+    target_variance = float(np.mean([(noise_variance(v, -s) + noise_variance(v, s)) / 2 for v in centres]))
     if config.target == "neighbour-mean":
         return SHARED_NOISE_FRACTION * target_variance / 2
     difference = float((validation[:, 0] - validation[:, 2]).square().mean())
@@ -597,12 +601,11 @@ def train(
     if config.mode != "adjacent":
         config = replace(config, register=False)
     elif config.register is None:
-        called_for = drift is not None and drift.calls_for_registration(config.z_distance)
-        config = replace(config, register=called_for)
+        config = replace(config, register=drift is not None and drift.calls_for_registration())
     notes["register"] = config.register
     start, notes["started_from"] = starting_weights(config)
     notes["warnings"] = _blind_spot_warnings(report, config)
-    notes["warnings"] += [] if drift is None else drift.warnings(config.register, config.z_distance or 1)
+    notes["warnings"] += [] if drift is None else drift.warnings(config.register)
     for warning in notes["warnings"]:
         warnings.warn(warning, stacklevel=2)
     metadata = dict(metadata or {})

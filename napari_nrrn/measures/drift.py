@@ -41,7 +41,7 @@ MEASURED_SIDE = 512
 # near the slice's four corners, to see whether one shift holds across the slice (rotation and scan distortion
 # would move the corners against the centre); each such pair reads its two slices whole.
 SPREAD_PAIRS = 3
-# Corners that move against the centre by more than this (px) are not served by one whole-pixel shift.
+# Corners that move against the centre by more than this (px) are not served by one shift per pair.
 SPREAD_WARNING = 0.5
 _SMOOTHING = 2.0
 _SMALLEST_SIDE = 16
@@ -139,17 +139,9 @@ class DriftReport:
         scale = (self.depth - 1) / len(self.shifts)
         return (scale * sum(p.dy for p in self.shifts), scale * sum(p.dx for p in self.shifts))
 
-    def moved_pairs(self, z_distance: int = 1) -> int:
-        """How many measured pairs whole-pixel registration would move: their shift, times ``z_distance``
-        (the neighbours' distance from the centre; a steady drift's shift grows with it), rounds to at least
-        a pixel on an axis."""
-        return sum(1 for p in self.shifts if round(z_distance * p.dy) or round(z_distance * p.dx))
-
-    def calls_for_registration(self, z_distance: int = 1) -> bool:
-        """True when whole-pixel registration moves most of the measured pairs. Where most steps stay below
-        half a pixel, it would move only the few that round up, which costs quality (0.1 dB on the
-        registered medulla, docs/training.md), and cannot correct the rest."""
-        return 2 * self.moved_pairs(z_distance) > len(self.shifts) > 0
+    def calls_for_registration(self) -> bool:
+        """True when the measured steps are large enough to cost quality (median above STEP_WARNING)."""
+        return self.median_step is not None and self.median_step > STEP_WARNING
 
     def describe(self) -> list[str]:
         """Plain-words lines for the dock and ``napari-nrrn info --noise``."""
@@ -178,11 +170,10 @@ class DriftReport:
             lines.append(f"blank or constant slices skipped in the drift measurement: z = {skipped}")
         return lines
 
-    def warnings(self, register: bool | None = None, z_distance: int = 1) -> list[str]:
+    def warnings(self, register: bool | None = None) -> list[str]:
         """One plain sentence per problem, each saying what napari-nrrn does about it; ``register``: whether
-        neighbours are registered, None for the default (where the drift calls for it at ``z_distance``)."""
-        called_for = self.calls_for_registration(z_distance)
-        register = called_for if register is None else register
+        neighbours are registered, None for the default (where the drift calls for it)."""
+        register = self.calls_for_registration() if register is None else register
         found = []
         if self.uncorrelated:
             pairs = ", ".join(f"{z}-{z + 1}" for z in self.uncorrelated)
@@ -206,41 +197,24 @@ class DriftReport:
         if (self.largest_spread or 0.0) > SPREAD_WARNING:
             found.append(
                 f"across the slice the shift varies by up to {self.largest_spread:.2f} px between its centre "
-                "and its corners (rotation or scan distortion): one whole-pixel shift per slice pair, as "
-                "napari-nrrn registers, fits the slice's middle best; registering the stack first with an "
-                "affine or elastic tool fits it everywhere (docs/noise.md)"
+                "and its corners (rotation or scan distortion): one shift per slice pair, as napari-nrrn "
+                "registers, fits the slice's middle best; registering the stack first with an affine or "
+                "elastic tool fits it everywhere (docs/noise.md)"
             )
-        median = self.median_step or 0.0
-        if median <= STEP_WARNING and not called_for:
+        if not self.calls_for_registration():
             return found
-        above = f"; above {STEP_WARNING} px" if median > STEP_WARNING else ""
-        drifts = f"the slices drift by {median:.2f} px per slice (median{above})"
-        shifted = (
-            "napari-nrrn shifts each neighbour onto its centre slice by whole pixels before training and "
-            "denoising with the model trained so (the output stays in the centre's frame)"
-        )
-        if called_for and not register:
+        drifts = f"the slices drift by {self.median_step:.2f} px per slice (median; above {STEP_WARNING} px)"
+        if register:
+            found.append(
+                f"{drifts}, so neighbours do not show the centre's place and denoising loses quality: "
+                "napari-nrrn shifts each neighbour onto its centre slice (cubic interpolation) before "
+                "training and denoising with the model trained so (the output stays in the centre's frame); "
+                "registering the stack itself stays your next step (docs/noise.md)"
+            )
+        else:
             found.append(
                 f"{drifts} and registration is turned off: neighbours do not show the centre's place, which "
                 "costs quality"
-            )
-        elif called_for:
-            found.append(
-                f"{drifts}, so neighbours do not show the centre's place and denoising loses quality: "
-                f"{shifted}; registering the stack itself stays your next step (docs/noise.md)"
-            )
-        else:
-            moved = self.moved_pairs(z_distance)
-            found.append(
-                f"{drifts}, drift left in the stack or structures that run at a slant through the slices; "
-                f"only {moved} of {len(self.shifts)} measured pairs would move by a whole pixel, too few for "
-                "whole-pixel registration to help (it costs quality there), so "
-                + (
-                    f"{shifted}, as asked"
-                    if register
-                    else "napari-nrrn pairs the slices unshifted; if the stack is not registered yet, "
-                    "registering it first helps (docs/noise.md)"
-                )
             )
         return found
 

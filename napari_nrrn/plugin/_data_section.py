@@ -40,16 +40,14 @@ def noise_events(stack):
     from napari_nrrn.measures.noise import estimate_noise
 
     try:
-        report = estimate_noise(stack)
+        return estimate_noise(stack), None, drift_text(stack)
     except ValueError as error:  # too small, blank: said in the section, not as an error
         return None, str(error), drift_text(stack)
-    return report, None, drift_text(stack, report.safe_z_distance())
     yield  # start_job drives generators
 
 
-def drift_text(stack, z_distance: int = 1) -> tuple[str, str]:
-    """(what the drift between adjacent slices is, its warnings for training at ``z_distance``, the noise's
-    safe one) in plain words, for the section."""
+def drift_text(stack) -> tuple[str, str]:
+    """(what the drift between adjacent slices is, its warnings) in plain words, for the section."""
     from napari_nrrn.measures.drift import estimate_drift
 
     try:
@@ -57,7 +55,7 @@ def drift_text(stack, z_distance: int = 1) -> tuple[str, str]:
     except ValueError as error:
         return f"Drift between slices not measured: {error}", ""
     shown = drift.describe()[:1] + drift.describe()[2:]  # the per-pair shifts are for the command line
-    warnings = "\n".join(f"⚠ {_sentence(warning)}." for warning in drift.warnings(z_distance=z_distance))
+    warnings = "\n".join(f"⚠ {_sentence(warning)}." for warning in drift.warnings())
     return "\n".join(_sentence(line) for line in shown), warnings
 
 

@@ -38,8 +38,9 @@ TOOLTIPS = {
     "the depth; random where the width differs), random, or the path of a napari-nrrn model file",
     "supervision": "every-depth: every depth's output is trained, so a cut model is a good denoiser; "
     "final: only the full depth's (the published recipe)",
-    "register": "Shift each neighbour onto its centre slice by whole pixels, in training and when denoising "
-    "with the model. auto: when the drift measured between slices calls for it (see the Data section)",
+    "register": "Shift each neighbour onto its centre slice (cubic interpolation), in training and when "
+    "denoising with the model. auto: when the drift measured between slices calls for it (see the Data "
+    "section)",
 }
 CHOICES = {"schedule": SCHEDULES, "mode": MODES, "target": TARGETS, "supervision": SUPERVISIONS}
 # Optional ints chosen from "auto" (None) or 1..N.
