@@ -143,8 +143,7 @@ def denoise_chunk(
     """
     from napari_nrrn.engine.device import select_device
     from napari_nrrn.engine.events import run_to_end
-    from napari_nrrn.engine.inference import inference_dtype, iter_denoise_slice, triplet_stats
-    from napari_nrrn.engine.registration import register_triplet
+    from napari_nrrn.engine.inference import inference_dtype, iter_denoise_slice, prepared_triplet
     from napari_nrrn.engine.session import InferenceSession
 
     if session is None:
@@ -157,9 +156,7 @@ def denoise_chunk(
     for z in range(start, stop):
         previous = block[z - 1 - first] if z > 0 else block[z + 1 - first]
         following = block[z + 1 - first] if z < depth - 1 else block[z - 1 - first]
-        triplet = (previous, block[z - first], following)
-        triplet = register_triplet(*triplet) if register else triplet
-        stats = triplet_stats(triplet, z, depth)
+        triplet, stats = prepared_triplet((previous, block[z - first], following), z, depth, register)
         output[z - start] = run_to_end(iter_denoise_slice(model, *triplet, stats=stats, session=session))
     return output
 

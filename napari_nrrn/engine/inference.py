@@ -255,7 +255,8 @@ def _neighbours(z: int, depth: int) -> tuple[int, int]:
 
 def slice_triplet(stack, z: int, register: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slices (z-1, z, z+1) of a (Z, Y, X) stack as numpy, reading only those; at an end, the one neighbour
-    twice. ``register``: each neighbour shifted onto slice z (engine/registration.py)."""
+    twice. ``register``: each neighbour shifted onto slice z (engine/registration.py); to denoise them as
+    napari-nrrn does, pass ``denoise_slice`` the statistics of the slices as read (``prepared_triplet``)."""
     check_stack(stack)
     depth = stack.shape[0]
     if not 0 <= z < depth:
@@ -263,6 +264,16 @@ def slice_triplet(stack, z: int, register: bool = False) -> tuple[np.ndarray, np
     before, after = _neighbours(z, depth)
     triplet = tuple(np.asarray(stack[index]) for index in (before, z, after))
     return register_triplet(*triplet) if register else triplet
+
+
+def prepared_triplet(triplet, z: int, depth: int, register: bool, stats_of=None):
+    """(triplet, stats) for ``iter_denoise_slice``: the whole-slice (mean, std) of slice ``z``'s triplet as
+    read (``stats_of(triplet)``, else ``triplet_stats``), and the triplet with its neighbours shifted onto
+    the centre when ``register``. The statistics come first: training z-scores a shifted window with its
+    slice's own statistics, and interpolation shrinks a neighbour's noise, so statistics taken after the
+    shift would scale its pixels differently from training."""
+    stats = triplet_stats(triplet, z, depth) if stats_of is None else stats_of(triplet)
+    return (register_triplet(*triplet) if register else triplet), stats
 
 
 def triplet_stats(triplet, z: int, depth: int) -> SliceStats:
@@ -319,9 +330,8 @@ def denoise_stack(
     after = da.concatenate([stack[1:], stack[-2:-1]])
 
     def denoise_chunk(prev, centre, next, block_info=None):
-        triplet = (prev[0], centre[0], next[0])
-        triplet = register_triplet(*triplet) if register else triplet
-        stats = triplet_stats(triplet, block_info[None]["chunk-location"][0], depth)
+        z = block_info[None]["chunk-location"][0]
+        triplet, stats = prepared_triplet((prev[0], centre[0], next[0]), z, depth, register)
         events = iter_denoise_slice(model, *triplet, stats=stats, session=session)
         return (run_to_end(events) if should_stop is None else run_unless_stopped(events, should_stop))[None]
 
@@ -337,5 +347,5 @@ def iter_denoise_slices(model: NRRN, stack, zs=None, tile=None, device=None, pre
     session = InferenceSession(model, device, inference_dtype(device, precision), tile)
     register = model_registers(model) if register is None else bool(register)
     for z in range(stack.shape[0]) if zs is None else zs:
-        triplet = slice_triplet(stack, z, register)
-        yield z, run_to_end(iter_denoise_slice(model, *triplet, session=session))
+        triplet, stats = prepared_triplet(slice_triplet(stack, z), z, stack.shape[0], register)
+        yield z, run_to_end(iter_denoise_slice(model, *triplet, stats=stats, session=session))

@@ -109,12 +109,16 @@ def voxel_size(layer) -> tuple[float, float, float] | None:
     return None if scale == (1.0, 1.0, 1.0) else scale
 
 
-def triplet(stack, z: int, register: bool = False):
-    """(previous, centre, next) slices at ``z`` as numpy, the neighbours shifted onto the centre with
-    ``register``. A single image is its own neighbour: a model trained elsewhere sees it in both channels."""
-    from napari_nrrn.engine.inference import slice_triplet
+def registered_triplet(stack, z: int, register: bool, stats_of=None):
+    """((previous, centre, next) slices at ``z`` as numpy, the neighbours shifted onto the centre with
+    ``register``; their statistics as read, from ``stats_of(slices)`` or computed), as the engine's
+    ``prepared_triplet`` gives them. A single image is its own neighbour: a model trained elsewhere sees it in
+    both channels."""
+    from napari_nrrn.engine.inference import prepared_triplet, slice_triplet
 
     if stack.shape[0] == 1:
         image = np.asarray(stack[0])
-        return image, image, image
-    return slice_triplet(stack, z, register)
+        slices = image, image, image
+    else:
+        slices = slice_triplet(stack, z)
+    return prepared_triplet(slices, z, stack.shape[0], register and stack.shape[0] > 1, stats_of)

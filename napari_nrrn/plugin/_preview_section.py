@@ -24,11 +24,11 @@ from napari_nrrn.engine.tile_cache import DEFAULT_CACHE_BYTES, TileCache
 from napari_nrrn.plugin._denoise_layers import (
     PREVIEW,
     current_slice,
+    registered_triplet,
     result_name,
     show_result,
     slice_result,
     stack_data,
-    triplet,
     visible_region,
 )
 from napari_nrrn.plugin._dock_layout import DockSection, WrappedLabel, labelled
@@ -48,16 +48,16 @@ def view_events(make_session, stack, z: int, stats_of, view, data_key, centre_ou
     slice goes into ``centre_out`` before the first tile, for the raw pixels around the finished tiles. The
     neighbours are shifted onto the centre with ``register``, as ``denoise_stack`` does."""
     session = make_session()
-    slices = triplet(stack, z, register)
+    slices, stats = registered_triplet(stack, z, register, stats_of)
     centre_out.append(slices[1])
-    return (yield from session.iter_view(slices, stats_of(slices), view, data_key))
+    return (yield from session.iter_view(slices, stats, view, data_key))
 
 
 def prefetch_events(session, stack, zs, stats_of, region, data_key, register=False):
     """Fill the session's tile cache with ``region`` of the slices ``zs``, one tile per event."""
     for z in zs:
-        slices = triplet(stack, z, register)
-        yield from session.iter_view(slices, stats_of(z)(slices), lambda: region, data_key(z))
+        slices, stats = registered_triplet(stack, z, register, stats_of(z))
+        yield from session.iter_view(slices, stats, lambda: region, data_key(z))
 
 
 def view_outside(viewer, layer) -> bool:
@@ -238,7 +238,7 @@ class PreviewSection(DockSection):
         self.preview_status.setText(f"Denoising {self._where(z)}…")
         model, device = state.model_for_run(), state.device
         register = model_registers(model)
-        stats_of = self._stats_getter(layer, z, register)
+        stats_of = self._stats_getter(layer, z)
         data_key = self._data_key(layer, z)
         centre = self._centre
         return self.jobs.run(
@@ -303,12 +303,12 @@ class PreviewSection(DockSection):
 
     # ---------------------------------------------------------------- caches and prefetch
 
-    def _stats_getter(self, layer, z: int, register: bool):
+    def _stats_getter(self, layer, z: int):
         self.stats_cache.watch(layer)
         if layer.unique_id not in self._data_versions:
             self._data_versions[layer.unique_id] = 0
             layer.events.data.connect(lambda _: self._new_data(layer.unique_id))
-        return self.stats_cache.getter(layer, z, int(stack_data(layer).shape[0]), register)
+        return self.stats_cache.getter(layer, z, int(stack_data(layer).shape[0]))
 
     def _data_key(self, layer, z: int):
         """What names the pixels of slice ``z`` of ``layer`` in the tile cache: new data, a new key."""
@@ -331,7 +331,7 @@ class PreviewSection(DockSection):
         model = self.state.model_for_run()
         stack, register = stack_data(layer), model_registers(model)
         session = self.session(model, self.state.device)
-        getters = {n: self._stats_getter(layer, n, register) for n in zs}
+        getters = {n: self._stats_getter(layer, n) for n in zs}
         keys = {n: self._data_key(layer, n) for n in zs}
         self.jobs.run(
             PREFETCH_JOB,

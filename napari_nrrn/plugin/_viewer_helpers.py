@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from napari_nrrn.plugin._denoise_layers import triplet
+from napari_nrrn.plugin._denoise_layers import registered_triplet
 
 RESIN_LINES_NAME = "resin lines"
 DRAWN_ON = "nrrn_drawn_on"  # metadata of a lines layer made here: the image layer whose grid it uses
@@ -18,13 +18,12 @@ def slice_events(model, stack, z: int, stats_of=None, **options):
 
     The slices are read here, in the worker: a lazy stack may be slow to read; the neighbours are registered
     onto the centre when the model was trained so, as ``denoise_stack`` does. ``stats_of(slices)`` gives
-    their whole-slice statistics (default: the engine computes them).
+    the whole-slice statistics of the slices as read (default: computed here).
     """
     from napari_nrrn.engine.inference import iter_denoise_slice
     from napari_nrrn.engine.registration import model_registers
 
-    slices = triplet(stack, z, model_registers(model))
-    stats = None if stats_of is None else stats_of(slices)
+    slices, stats = registered_triplet(stack, z, model_registers(model), stats_of)
     result = yield from iter_denoise_slice(model, *slices, stats=stats, **options)
     return result, slices[1]
 
@@ -48,12 +47,11 @@ class SliceStatsCache:
         for key in [key for key in self._stats if key[0] == layer_id]:
             del self._stats[key]
 
-    def getter(self, layer, z: int, depth: int, registered: bool = False):
-        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept;
-        ``registered``: of the neighbours shifted onto the centre (their statistics differ)."""
+    def getter(self, layer, z: int, depth: int):
+        """``stats_of(slices)`` for ``slice_events``: the cached statistics, else computed and kept."""
         from napari_nrrn.engine.inference import triplet_stats
 
-        key = (layer.unique_id, z, registered)
+        key = (layer.unique_id, z)
 
         def stats_of(slices):
             stats = self._stats.get(key)
