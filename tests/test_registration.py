@@ -222,3 +222,26 @@ def test_registration_can_be_forced_off_or_on(drifting):
 def test_registration_is_refused_for_repeated_scans(drifting):
     with pytest.raises(ValueError, match="adjacent mode only"):
         run(np.stack([drifting[:3], drifting[:3]], axis=1), mode="repeated-2", register=True)
+
+
+def test_a_lazily_shifted_neighbour_gives_the_same_tiles_and_view(drifting, model):
+    import torch
+
+    from napari_nrrn.engine.registration import ShiftedSlice
+    from napari_nrrn.engine.session import InferenceSession
+
+    whole = register_triplet(*drifting[1:4])
+    lazy = register_triplet(*drifting[1:4], lazy=True)
+    assert isinstance(lazy[0], ShiftedSlice) and isinstance(lazy[2], ShiftedSlice)
+    np.testing.assert_array_equal(np.asarray(lazy[0]), whole[0])
+    np.testing.assert_array_equal(lazy[2][10:50, :30], whole[2][10:50, :30])
+    stats = triplet_stats(drifting[1:4], 2, len(POSITIONS))
+    session = InferenceSession(model, "cpu", torch.float32, 32)
+    view = (10, 70, 20, 90)
+    done = list(session.iter_view(lazy, stats, lambda: view))
+    expected = denoise_slice(model, *whole, tile=32, precision="float32", stats=stats, region=view)
+    painted = np.zeros_like(expected)
+    for event in done:
+        y0, y1, x0, x1 = event.bounds
+        painted[y0 - view[0] : y1 - view[0], x0 - view[2] : x1 - view[2]] = event.pixels
+    np.testing.assert_array_equal(painted, expected)

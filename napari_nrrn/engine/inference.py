@@ -266,14 +266,15 @@ def slice_triplet(stack, z: int, register: bool = False) -> tuple[np.ndarray, np
     return register_triplet(*triplet) if register else triplet
 
 
-def prepared_triplet(triplet, z: int, depth: int, register: bool, stats_of=None):
+def prepared_triplet(triplet, z: int, depth: int, register: bool, stats_of=None, lazy: bool = False):
     """(triplet, stats) for ``iter_denoise_slice``: the whole-slice (mean, std) of slice ``z``'s triplet as
     read (``stats_of(triplet)``, else ``triplet_stats``), and the triplet with its neighbours shifted onto
-    the centre when ``register``. The statistics come first: training z-scores a shifted window with its
-    slice's own statistics, and interpolation shrinks a neighbour's noise, so statistics taken after the
-    shift would scale its pixels differently from training."""
+    the centre when ``register`` (``lazy``: interpolated only where a session reads them, for views of part
+    of a slice). The statistics come first: training z-scores a shifted window with its slice's own
+    statistics, and interpolation shrinks a neighbour's noise, so statistics taken after the shift would
+    scale its pixels differently from training."""
     stats = triplet_stats(triplet, z, depth) if stats_of is None else stats_of(triplet)
-    return (register_triplet(*triplet) if register else triplet), stats
+    return (register_triplet(*triplet, lazy=lazy) if register else triplet), stats
 
 
 def triplet_stats(triplet, z: int, depth: int) -> SliceStats:

@@ -50,11 +50,40 @@ def shift_onto(neighbour: np.ndarray, shift: Shift) -> np.ndarray:
     return read_shifted(neighbour, shift, slice(0, height), slice(0, width))
 
 
-def register_triplet(prev, centre, next) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(prev, centre, next) with both neighbours shifted onto the centre."""
+class ShiftedSlice:
+    """``shift_onto(image, shift)`` computed window by window as it is read (``[rows, columns]``, slices):
+    the same pixels, for a view that reads a part of a large slice (the preview) instead of interpolating
+    all of it (0.63 CPU-s per 6144 x 4096 neighbour)."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, image: np.ndarray, shift: Shift):
+        self.image, self.shift, self.shape = image, shift, image.shape
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, columns = (range(*part.indices(n)) for part, n in zip(key, self.shape, strict=True))
+        if rows.step != 1 or columns.step != 1:
+            raise IndexError("a shifted slice is read in contiguous windows")
+        return read_shifted(
+            self.image, self.shift, slice(rows.start, rows.stop), slice(columns.start, columns.stop)
+        )
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = shift_onto(self.image, self.shift)
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def register_triplet(prev, centre, next, lazy: bool = False):
+    """(prev, centre, next) with both neighbours shifted onto the centre: arrays, or with ``lazy`` each
+    shifted neighbour a ``ShiftedSlice``, interpolated only where it is read."""
     prev, centre, next = (np.asarray(image) for image in (prev, centre, next))
-    before, after = (shift_onto(image, neighbour_shift(centre, image)) for image in (prev, next))
-    return before, centre, after
+    shifted = []
+    for image in (prev, next):
+        shift = neighbour_shift(centre, image)
+        lazily = lazy and shift != UNSHIFTED
+        shifted.append(ShiftedSlice(image, shift) if lazily else shift_onto(image, shift))
+    return shifted[0], centre, shifted[1]
 
 
 def model_registers(model) -> bool:

@@ -109,10 +109,10 @@ def voxel_size(layer) -> tuple[float, float, float] | None:
     return None if scale == (1.0, 1.0, 1.0) else scale
 
 
-def registered_triplet(stack, z: int, register: bool, stats_of=None):
-    """((previous, centre, next) slices at ``z`` as numpy, the neighbours shifted onto the centre with
-    ``register``; their statistics as read, from ``stats_of(slices)`` or computed), as the engine's
-    ``prepared_triplet`` gives them. A single image is its own neighbour: a model trained elsewhere sees it in
+def registered_triplet(stack, z: int, register: bool, stats_of=None, lazy: bool = False):
+    """((previous, centre, next) slices at ``z``, the neighbours shifted onto the centre with ``register``;
+    their statistics as read, from ``stats_of(slices)`` or computed), as the engine's ``prepared_triplet``
+    gives them (``lazy`` too). A single image is its own neighbour: a model trained elsewhere sees it in
     both channels."""
     from napari_nrrn.engine.inference import prepared_triplet, slice_triplet
 
@@ -121,4 +121,4 @@ def registered_triplet(stack, z: int, register: bool, stats_of=None):
         slices = image, image, image
     else:
         slices = slice_triplet(stack, z)
-    return prepared_triplet(slices, z, stack.shape[0], register and stack.shape[0] > 1, stats_of)
+    return prepared_triplet(slices, z, stack.shape[0], register and stack.shape[0] > 1, stats_of, lazy)

@@ -46,9 +46,10 @@ def view_events(make_session, stack, z: int, stats_of, view, data_key, centre_ou
     it (``InferenceSession.iter_view``). The session and the slices are made here, in the worker: a lazy
     stack may be slow to read, and a session refused (a tile under the halo) is the job's error. The centre
     slice goes into ``centre_out`` before the first tile, for the raw pixels around the finished tiles. The
-    neighbours are shifted onto the centre with ``register``, as ``denoise_stack`` does."""
+    neighbours are shifted onto the centre with ``register``, as ``denoise_stack`` does, interpolated only
+    where the view's tiles read them."""
     session = make_session()
-    slices, stats = registered_triplet(stack, z, register, stats_of)
+    slices, stats = registered_triplet(stack, z, register, stats_of, lazy=True)
     centre_out.append(slices[1])
     return (yield from session.iter_view(slices, stats, view, data_key))
 
@@ -56,7 +57,7 @@ def view_events(make_session, stack, z: int, stats_of, view, data_key, centre_ou
 def prefetch_events(session, stack, zs, stats_of, region, data_key, register=False):
     """Fill the session's tile cache with ``region`` of the slices ``zs``, one tile per event."""
     for z in zs:
-        slices, stats = registered_triplet(stack, z, register, stats_of(z))
+        slices, stats = registered_triplet(stack, z, register, stats_of(z), lazy=True)
         yield from session.iter_view(slices, stats, lambda: region, data_key(z))
 
 
