@@ -144,7 +144,11 @@ def test_cut_depth_export_holds_that_depth(tmp_path):
     _, description, readme, _, _, _ = _read_package(path)
     assert description["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["depth"] == 2
     assert "cut to depth 2 of 3" in description["description"]
+    assert "registered neighbours" not in description["description"]
     assert "the first 2 of its 3 blocks" in readme
+    model.metadata["training"]["register"] = True
+    _, registered, _, _, _, _ = _read_package(export_bioimageio(model, tmp_path / "registered.zip"))
+    assert "Trained on registered neighbours: shift the previous and next slice" in registered["description"]
     loaded = load_model(path)
     assert loaded.depth == 2
     x = torch.randn(1, 2, 30, 30)

@@ -7,7 +7,8 @@ the centre's place. The shift of a pair is the peak of the cross-correlation of 
 amplifies the noise): the whole pixels first, then the rest to 1/20 px on the overlap alone, smoothed and
 tapered. Measured on FlyEM medulla slices moved by up to 8 px with noise of 20 grey levels added: within
 0.07 px of the known shift (40 trials). Whether a pair shows one place at all is the correlation of the two
-crops, smoothed against the noise and aligned by the shift (MIN_CORRELATION).
+crops, smoothed against the noise and aligned by the shift (MIN_CORRELATION). On large slices a few pairs
+are measured near the corners too, to tell whether one shift holds across the slice (``CornerShifts``).
 """
 
 from __future__ import annotations

@@ -343,17 +343,22 @@ def _describe(v0_5, network: NRRN, full_depth: int, record: dict, files: dict, a
         )
         for name in ("y", "x")
     ]
-    cut_text = (
+    remarks = (
         ""
         if network.depth == full_depth
         else f" This package holds the model cut to depth {network.depth} of {full_depth}."
     )
+    if record.get("training", {}).get("register"):
+        remarks += (
+            " Trained on registered neighbours: shift the previous and next slice onto the centre (by their "
+            "measured sub-pixel shift, cubic interpolation, as napari-nrrn does) before the model sees them."
+        )
     return v0_5.ModelDescr(
         name=f"NRRN FIB-SEM denoiser depth {config['depth']} width {config['width']}",
         description=(
             "Unsupervised denoising of FIB-SEM slices with NRRN (Noise Reconstruction and Removal Network), "
             "trained with napari-nrrn on noisy stacks only. Input: three consecutive slices (previous, "
-            "centre, next) in raw grey values; output: the denoised centre slice." + cut_text
+            "centre, next) in raw grey values; output: the denoised centre slice." + remarks
         ),
         authors=[v0_5.Author(name=author or "napari-nrrn user (trained the weights)")],
         packaged_by=[v0_5.Author(name=f"napari-nrrn {__version__}")],
