@@ -528,12 +528,15 @@ def test_plots_follow_the_napari_theme(make_napari_viewer, qtbot):
 
     viewer = make_napari_viewer(show=True)
     widget = dock(viewer)
-    plot = widget.profile.plot
+    _, denoising = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
+    plots = (widget.profile.plot, denoising.training_section.loss_plot)
     for theme in ("dark", "light"):
         viewer.theme = theme
         background, text = theme_colours(viewer)
-        assert to_hex(plot.figure.get_facecolor()) == background.lower()
-        assert to_hex(plot.axes.xaxis.label.get_color()) == text.lower()
+        for plot in plots:
+            assert to_hex(plot.figure.get_facecolor()) == background.lower()
+            assert to_hex(plot.axes.xaxis.label.get_color()) == text.lower()
+    assert denoising.training_section.loss_plot.axes.get_xlabel() == "step"
     assert theme_colours(viewer)[0] != "#262930"  # the light theme really is another background
 
 

@@ -18,7 +18,6 @@ from napari_nrrn.plugin._dock_layout import (
     labelled,
     row_widget,
     safe_file_name,
-    theme_colours,
 )
 from napari_nrrn.plugin._dock_state import TRAIN, DockJobs, DockState
 from napari_nrrn.plugin._loss_plot import LossPlot
@@ -68,7 +67,7 @@ class TrainingSection(DockSection):
         self.cancel_train_button.setToolTip("Stop after the current step; the checkpoint is kept")
         self.cancel_train_button.clicked.connect(lambda: jobs.cancel(TRAIN))
         self.train_reason = WrappedLabel(style=WARNING_STYLE)
-        self.loss_plot = LossPlot(*theme_colours(viewer))
+        self.loss_plot = LossPlot(viewer)
         self.train_status = WrappedLabel()
         self.addWidget(self.train_form)
         self.addWidget(labelled("Checkpoint", self.checkpoint_edit))
@@ -117,7 +116,7 @@ class TrainingSection(DockSection):
             return self._refuse(f"Cannot create the checkpoint folder {checkpoint.parent}: {error}")
         stack = stack_data(layer)
         metadata = {"data": {"layer": layer.name, "path": source_path(layer)}}
-        self.loss_plot.clear()
+        self.loss_plot.reset()
         starting = f"Training on {layer.name}; checkpoints go to {checkpoint}"
         self.train_status.setText(starting + ".")
 
