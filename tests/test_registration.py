@@ -245,3 +245,18 @@ def test_a_lazily_shifted_neighbour_gives_the_same_tiles_and_view(drifting, mode
         y0, y1, x0, x1 = event.bounds
         painted[y0 - view[0] : y1 - view[0], x0 - view[2] : x1 - view[2]] = event.pixels
     np.testing.assert_array_equal(painted, expected)
+
+
+def test_a_pair_seen_again_is_not_measured_again(drifting, monkeypatch):
+    import napari_nrrn.engine.registration as registration
+
+    calls = []
+    measure = registration.measure_shift
+    monkeypatch.setattr(registration, "measure_shift", lambda *images: calls.append(1) or measure(*images))
+    centre = drifting[0] ^ np.uint8(1)  # content no other test measured
+    first = neighbour_shift(centre, drifting[1])
+    assert neighbour_shift(centre.copy(), drifting[1].copy()) == first and len(calls) == 1
+    changed = drifting[1].copy()
+    changed[40, 40] ^= 1
+    neighbour_shift(centre, changed)
+    assert len(calls) == 2

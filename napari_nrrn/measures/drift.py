@@ -225,7 +225,7 @@ def measure_shift(reference, moving) -> tuple[float, float] | None:
     (y + dy, x + dx) matches ``reference`` at (y, x). On centred crops of at most MEASURED_SIDE px; None when
     the two do not correlate (no common place, or one is blank). ValueError when the shift is beyond
     LARGEST_FRACTION of the crop, or the slices are too small."""
-    crop = _centred(np.shape(reference))
+    crop = measured_crop(np.shape(reference))
     a = np.asarray(reference[crop], np.float64)
     b = np.asarray(moving[crop], np.float64)
     if min(a.shape) < _SMALLEST_SIDE:
@@ -258,7 +258,8 @@ class ShiftTooLarge(ValueError):
         self.dy, self.dx = dy, dx
 
 
-def _centred(shape) -> tuple[slice, slice]:
+def measured_crop(shape) -> tuple[slice, slice]:
+    """The centred square of at most MEASURED_SIDE px of a slice of ``shape`` that a shift is measured on."""
     starts = [max((n - MEASURED_SIDE) // 2, 0) for n in shape]
     return tuple(slice(start, start + min(n, MEASURED_SIDE)) for start, n in zip(starts, shape, strict=True))
 
@@ -293,7 +294,7 @@ def estimate_drift(stack, pairs: int = PAIRS) -> DriftReport:
         )
     depth = stack.shape[0]
     starts = sorted({round(z) for z in np.linspace(0, depth - 2, min(pairs, depth - 1))})
-    crop = _centred(stack.shape[-2:])
+    crop = measured_crop(stack.shape[-2:])
     cached: dict[int, np.ndarray] = {}
 
     def read(z: int) -> np.ndarray:
