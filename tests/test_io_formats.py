@@ -558,3 +558,36 @@ def test_truncated_n5_block_fails_the_run_naming_it(tmp_path, gala, model_file, 
     line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert line.startswith(f"napari-nrrn denoise: error: {block} is truncated or corrupt (N5 block"), line
     assert not list(tmp_path.glob("never*"))
+
+
+def test_dock_denoises_every_format_as_from_tiff(make_napari_viewer, qtbot, tmp_path, gala):
+    """Each format opened in the dock gives the TIFF's pixels, and its full-stack run writes the same file
+    as the run from the TIFF (MRC's signed bytes are other grey levels: its pixels are checked only)."""
+    from napari_nrrn.plugin.denoise_widget import NOISE_JOB
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nrrn", "NRRN denoising")
+    torch.manual_seed(0)
+    model = save_model(NRRN(depth=1, width=4), tmp_path / "tiny.pt")
+    assert widget.model_section.load_checkpoint(model) is not None
+    widget.model_section.device_combo.setCurrentText("cpu")
+    tiff = tmp_path / "s.tif"
+    tifffile.imwrite(tiff, gala)
+    paths = {"tiff": str(tiff), **_files(tmp_path, gala)}
+    paths["hdf5"] = paths["hdf5"].removesuffix("/raw")  # napari's Open takes the file itself
+    written = {}
+    for name, path in paths.items():
+        layer = widget.data_section.open_stack_path(path)
+        assert widget.data_section.layer_combo.currentText() == layer.name, name
+        expected = gala.view(np.int8) if name == "mrc" else gala
+        np.testing.assert_array_equal(np.asarray(layer.data), expected, err_msg=name)
+        if name == "mrc":
+            continue
+        qtbot.waitUntil(lambda: NOISE_JOB not in widget.jobs, timeout=60_000)
+        worker = widget.stack_section.denoise_to_file(tmp_path / f"from_{name}.tif")
+        assert worker is not None, name
+        qtbot.waitUntil(lambda worker=worker: worker not in widget.jobs.values(), timeout=60_000)
+        written[name] = tifffile.imread(tmp_path / f"from_{name}.tif")
+    assert sorted(written) == ["dat", "hdf5", "n5", "tiff"]
+    for name, image in written.items():
+        np.testing.assert_array_equal(image, written["tiff"], err_msg=name)
