@@ -45,10 +45,10 @@ from _docs import cpu_description  # noqa: E402
 import napari_nrrn.engine.train as train_module  # noqa: E402
 from napari_nrrn.engine.events import run_to_end  # noqa: E402
 from napari_nrrn.engine.inference import denoise_slice, slice_triplet, triplet_stats  # noqa: E402
-from napari_nrrn.engine.registration import read_shifted  # noqa: E402
+from napari_nrrn.engine.registration import neighbour_shift, read_shifted  # noqa: E402
 from napari_nrrn.engine.sampling import TripletSampler  # noqa: E402
 from napari_nrrn.engine.train import RANDOM, TrainConfig, train  # noqa: E402
-from napari_nrrn.measures.drift import estimate_drift, measure_shift  # noqa: E402
+from napari_nrrn.measures.drift import estimate_drift  # noqa: E402
 from napari_nrrn.measures.metrics import psnr, ssim  # noqa: E402
 from napari_nrrn.model.checkpoint import load_model, save_model  # noqa: E402
 
@@ -143,15 +143,6 @@ def split_name(name: str) -> tuple[str, int | str | None]:
     return name, None
 
 
-def subpixel_shift(centre: np.ndarray, neighbour: np.ndarray) -> tuple[float, float]:
-    """The measured shift of ``neighbour`` onto ``centre``, unrounded; (0, 0) where none is measured."""
-    try:
-        found = measure_shift(centre, neighbour)
-    except ValueError:
-        found = None
-    return (0.0, 0.0) if found is None else found
-
-
 def interpolated(image: np.ndarray, shift: tuple[float, float], order, corner=(0, 0), size=None):
     """``image`` read at (y + dy, x + dx) by a spline of ``order``, or at the nearest whole pixels (``"px"``),
     from ``corner`` over ``size`` (the whole image by default), its edge repeated outside."""
@@ -165,25 +156,19 @@ def interpolated(image: np.ndarray, shift: tuple[float, float], order, corner=(0
 
 
 class InterpolatingSampler(TripletSampler):
-    """Training samples whose neighbours are read at their sub-pixel shift, interpolated (not the product's
-    whole pixels; the corner range still comes from the rounded shifts, so patches stay inside)."""
+    """napari-nrrn's sampler with its neighbours read at their measured shift by ``interpolated`` of
+    ``order`` instead of cubic convolution (the same shifts and corner range)."""
 
     order = 1
 
     def _sample(self, centre: int, y: int, x: int) -> np.ndarray:
-        middle = self.cache.get(centre)[0][0]
-        shifts = getattr(self, "_subpixel", {})
-        self._subpixel = shifts
         patches = []
-        for z in self.slices_of(centre):
+        for z, shift in zip(self.slices_of(centre), self.shifts_of(centre), strict=True):
             scans, stats = self.cache.get(z)
             for scan, (mean, std) in zip(scans, stats, strict=True):
                 if z == centre:
                     window = scan[y : y + self.patch, x : x + self.patch].astype(np.float32)
                 else:
-                    if (centre, z) not in shifts:
-                        shifts[centre, z] = subpixel_shift(middle, scan)
-                    shift = shifts[centre, z]
                     window = interpolated(scan, shift, self.order, (y, x), (self.patch, self.patch))
                 patches.append((window - np.float32(mean)) / np.float32(std))
         return np.stack(patches)
@@ -235,7 +220,7 @@ def triplet(noisy: np.ndarray, z: int, register: bool, order):
         return slice_triplet(noisy, z, register)
     before, centre, after = slice_triplet(noisy, z)
     return tuple(
-        image if image is centre else interpolated(image, subpixel_shift(centre, image), order)
+        image if image is centre else interpolated(image, neighbour_shift(centre, image), order)
         for image in (before, centre, after)
     )
 
