@@ -63,14 +63,7 @@ def settle(seconds: float = 0.5) -> None:
 
 
 def show_only(widget, *sections) -> None:
-    for section in (
-        widget.data_section,
-        widget.model_section,
-        widget.training_section,
-        widget.preview_section,
-        widget.depth_section,
-        widget.stack_section,
-    ):
+    for section in widget.sections:
         if section in sections:
             section.expand(animate=False)
         else:

@@ -98,14 +98,8 @@ def test_sections_follow_one_shared_state(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget = add_dock(viewer)
     state = widget.state
-    for section in (
-        widget.data_section,
-        widget.model_section,
-        widget.training_section,
-        widget.preview_section,
-        widget.depth_section,
-        widget.stack_section,
-    ):
+    assert len({id(section) for section in widget.sections}) == 6
+    for section in widget.sections:
         assert not hasattr(section, "dock"), f"{type(section).__name__} reaches the dock"
         assert section.state is state
 

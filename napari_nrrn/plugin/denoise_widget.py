@@ -86,6 +86,18 @@ class DenoiseWidget(QWidget):
     # What tests and scripts reach through the dock; the sections use the state and the runner.
 
     @property
+    def sections(self) -> tuple:
+        """The dock's sections, top to bottom (Training is nested in Model)."""
+        return (
+            self.data_section,
+            self.model_section,
+            self.training_section,
+            self.preview_section,
+            self.depth_section,
+            self.stack_section,
+        )
+
+    @property
     def model(self):
         return self.state.model
 
